@@ -1,0 +1,46 @@
+"""A TFX component that stops the run when ExampleValidator found anomalies, listing them readably.
+
+ExampleValidator records anomalies but never fails; without this gate, Transform and Trainer would go on
+and train on data that broke the schema.
+"""
+import os
+from typing import List
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import v1 as tfx
+from tfx.types import standard_artifact_utils
+from tfx.utils import io_utils
+
+SCHEMA_HINT = ("Fix the data, or, if the change is intended, update the curated schema "
+               "(schemas/schema.pbtxt; see the README's 'Your own data').")
+
+
+class DataValidationError(RuntimeError):
+    """The input data does not match the curated schema."""
+
+
+def describe_anomalies(anomalies_artifact) -> List[str]:
+    """One line per anomaly in an ExampleAnomalies artifact: split, column, what is wrong."""
+    lines = []
+    for split in standard_artifact_utils.decode_split_names(anomalies_artifact.split_names):
+        split_uri = standard_artifact_utils.get_split_uri([anomalies_artifact], split)
+        anomalies = anomalies_pb2.Anomalies()
+        anomalies.ParseFromString(io_utils.read_bytes_file(os.path.join(split_uri, "SchemaDiff.pb")))
+        for column, info in sorted(anomalies.anomaly_info.items()):
+            details = "; ".join(r.description for r in info.reason) or info.description
+            lines.append(f"[{split}] column '{column}': {info.short_description}. {details}")
+        if anomalies.HasField("dataset_anomaly_info"):
+            info = anomalies.dataset_anomaly_info
+            lines.append(f"[{split}] whole dataset: {info.short_description}. {info.description}")
+    return lines
+
+
+@tfx.dsl.components.component
+def DataValidationGate(anomalies: tfx.dsl.components.InputArtifact[
+        tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
+    """Raises DataValidationError listing every anomaly; passes silently on clean data."""
+    problems = describe_anomalies(anomalies)
+    if problems:
+        raise DataValidationError(
+            "The input data does not match the schema:\n  - " + "\n  - ".join(problems)
+            + "\n" + SCHEMA_HINT)

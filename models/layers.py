@@ -1,0 +1,158 @@
+"""Custom Keras layers, each written to the Keras lifecycle.
+
+`__init__` validates plain arguments and creates no weights; `build` creates every weight with
+`add_weight`; `call` is tensor math; `get_config` returns every constructor argument. All are registered
+so a saved model reloads without `custom_objects`.
+"""
+import tensorflow as tf
+
+_PACKAGE = "taxi_pipeline"
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return value
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class DenseWithActivation(tf.keras.layers.Layer):
+    """A fully connected layer, `activation(inputs @ kernel + bias)`."""
+
+    def __init__(self, units: int, activation="relu", use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _positive_int("units", units)
+        self.activation = tf.keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+        self.bias_initializer = tf.keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = tf.keras.regularizers.get(kernel_regularizer)
+
+    def build(self, input_shape):
+        input_dim = tf.TensorShape(input_shape)[-1]
+        if input_dim is None:
+            raise ValueError(f"{self.name}: the last dimension of the input must be known.")
+        self.kernel = self.add_weight(
+            name="kernel", shape=(input_dim, self.units), initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer, trainable=True)
+        self.bias = (self.add_weight(name="bias", shape=(self.units,),
+                                     initializer=self.bias_initializer, trainable=True)
+                     if self.use_bias else None)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        outputs = tf.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.units])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": tf.keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer else None,
+        }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class FeatureCross(tf.keras.layers.Layer):
+    """One DCN-v2 cross layer: `x0 * (x @ kernel + bias) + x`.
+
+    Called on `[x0, x]` (the stack's input and the previous cross's output) or on `x0` alone. Stacking
+    L of them models feature interactions up to degree L+1 explicitly, which an MLP learns slowly.
+    """
+
+    def __init__(self, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+        self.bias_initializer = tf.keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = tf.keras.regularizers.get(kernel_regularizer)
+
+    @staticmethod
+    def _split(inputs):
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 2:
+                raise ValueError(f"FeatureCross takes x0 or [x0, x], got {len(inputs)} inputs.")
+            return inputs[0], inputs[1]
+        return inputs, inputs
+
+    def build(self, input_shape):
+        x0_shape, x_shape = self._split(input_shape)
+        x0_shape, x_shape = tf.TensorShape(x0_shape), tf.TensorShape(x_shape)
+        if x0_shape[-1] is None or x0_shape[-1] != x_shape[-1]:
+            raise ValueError(f"{self.name}: x0 and x need the same known last dimension, "
+                             f"got {x0_shape} and {x_shape}.")
+        dim = x0_shape[-1]
+        self.kernel = self.add_weight(name="kernel", shape=(dim, dim),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, trainable=True)
+        self.bias = self.add_weight(name="bias", shape=(dim,), initializer=self.bias_initializer,
+                                    trainable=True)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x0, x = self._split(inputs)
+        return x0 * tf.nn.bias_add(tf.matmul(x, self.kernel), self.bias) + x
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(self._split(input_shape)[0])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer)
+            if self.kernel_regularizer else None,
+        }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class LocationEmbedding(tf.keras.layers.Layer):
+    """An embedding table for location-grid cells, meant to be shared by pickup and dropoff.
+
+    Sharing one table means a cell learns from trips that start and trips that end there, and the model
+    has half the location parameters.
+    """
+
+    def __init__(self, num_locations: int, embedding_dim: int,
+                 embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.num_locations = _positive_int("num_locations", num_locations)
+        self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
+        self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.num_locations, self.embedding_dim),
+            initializer=self.embeddings_initializer, regularizer=self.embeddings_regularizer,
+            trainable=True)
+        super().build(input_shape)
+
+    def call(self, location_ids):
+        return tf.nn.embedding_lookup(self.embeddings, tf.cast(location_ids, tf.int32))
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape).concatenate([self.embedding_dim])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_locations": self.num_locations,
+            "embedding_dim": self.embedding_dim,
+            "embeddings_initializer": tf.keras.initializers.serialize(self.embeddings_initializer),
+            "embeddings_regularizer": tf.keras.regularizers.serialize(self.embeddings_regularizer)
+            if self.embeddings_regularizer else None,
+        }

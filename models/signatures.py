@@ -1,0 +1,76 @@
+"""The exported SavedModel's signatures; each applies the Transform graph, so clients send raw features.
+
+- `serving_default`: serialized tf.Examples (raw features, no label) -> big-tipper probability.
+- `serving_raw`: one tensor per raw column (for JSON clients) -> big-tipper probability. A missing value
+  is NaN for a float column, "" for a string column and -1 for an integer column.
+- `transform_features`: serialized tf.Examples with the label -> transformed features (used by TFMA).
+"""
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import features
+
+PROBABILITY_KEY = "big_tipper_probability"
+
+
+def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict[str, tf.io.VarLenFeature]:
+    """The raw feature spec without columns that only feed the label."""
+    spec = tf_transform_output.raw_feature_spec()
+    for column in set(features.LABEL_SOURCE_COLUMNS) - set(features.SERVING_COLUMNS):
+        spec.pop(column, None)
+    return spec
+
+
+def _missing_mask(value: tf.Tensor) -> tf.Tensor:
+    if value.dtype == tf.string:
+        return tf.equal(value, "")
+    if value.dtype.is_floating:
+        return tf.math.is_nan(value)
+    return value < 0
+
+
+def _as_raw_input(value: tf.Tensor, spec) -> tf.Tensor:
+    """A dense rank-1 column to the form the Transform graph parses it into."""
+    if not isinstance(spec, tf.io.VarLenFeature):
+        return tf.reshape(value, [-1, 1])
+    present = tf.logical_not(_missing_mask(value))
+    rows = tf.where(present)
+    return tf.SparseTensor(indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
+                           values=tf.boolean_mask(value, present),
+                           dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0], 1]))
+
+
+def make_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput) -> dict:
+    # Tracked on the model so the Transform graph's assets (vocabularies) are saved with it.
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    serving_spec = serving_feature_spec(tf_transform_output)
+    full_spec = tf_transform_output.raw_feature_spec()
+
+    def predict(raw_features):
+        transformed = model.tft_layer(raw_features)
+        inputs = {k: transformed[k] for k in features.MODEL_INPUTS}
+        return {PROBABILITY_KEY: tf.reshape(model(inputs), [-1])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_examples(examples):
+        return predict(tf.io.parse_example(examples, serving_spec))
+
+    raw_input_signature = {
+        column: tf.TensorSpec([None], serving_spec[column].dtype, name=column)
+        for column in features.SERVING_COLUMNS}
+
+    @tf.function(input_signature=[raw_input_signature])
+    def serve_raw_features(raw):
+        return predict({k: _as_raw_input(v, serving_spec[k]) for k, v in raw.items()})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        return model.tft_layer(tf.io.parse_example(examples, full_spec))
+
+    return {
+        "serving_default": serve_tf_examples.get_concrete_function(),
+        "serving_raw": serve_raw_features.get_concrete_function(),
+        "transform_features": transform_features.get_concrete_function(),
+    }

@@ -1,0 +1,141 @@
+"""What a run did, read back from ML Metadata: each component's state and time, metrics, blessing, push."""
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+_STATES = {
+    metadata_store_pb2.Execution.COMPLETE: "ran",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "failed",
+    metadata_store_pb2.Execution.RUNNING: "running",
+}
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    name: str
+    state: str
+    seconds: float
+    outputs: Dict[str, list] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    components: List[ComponentRun]
+    # slice name ("Overall", "payment_type=Cash", ...) -> metric name -> value
+    metrics: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+    blessed: Optional[bool] = None
+    blessing_failures: List[str] = dataclasses.field(default_factory=list)
+    pushed_path: Optional[str] = None
+
+    def component(self, name: str) -> Optional[ComponentRun]:
+        return next((c for c in self.components if c.name == name), None)
+
+
+def open_store(metadata_path: str, read_only: bool = True) -> mlmd.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+                                     if read_only else
+                                     metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+    return mlmd.MetadataStore(config)
+
+
+def _node_name(store, execution) -> str:
+    for context in store.get_contexts_by_execution(execution.id):
+        if store.get_context_types_by_id([context.type_id])[0].name == "node":
+            return context.name.split(".", 1)[-1]
+    return execution.type.rsplit(".", 1)[-1]
+
+
+def _outputs(store, execution) -> Dict[str, list]:
+    events = [e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    outputs: Dict[str, list] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    return outputs
+
+
+def latest_run_id(store, pipeline_name: str) -> Optional[str]:
+    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_ctx is None or not runs:
+        return None
+    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).name
+
+
+def _slice_name(slice_key) -> str:
+    return ", ".join(f"{k}={v}" for k, v in slice_key) or "Overall"
+
+
+def _load_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+
+    result = tfma.load_eval_result(evaluation_uri)
+    for slice_key, by_output in result.slicing_metrics:
+        values = by_output.get("", {}).get("", {})
+        summary.metrics[_slice_name(slice_key)] = {
+            name: float(value["doubleValue"]) for name, value in values.items()
+            if "doubleValue" in value}
+    validation = tfma.load_validation_result(evaluation_uri)
+    for failure in validation.metric_validations_per_slice:
+        slice_name = _slice_name(tfma.slicer.deserialize_slice_key(failure.slice_key))
+        for f in failure.failures:
+            summary.blessing_failures.append(
+                f"{f.metric_key.name} on {slice_name} = {f.metric_value.double_value.value:.4f} "
+                f"fails {_threshold_text(f.metric_threshold)}")
+    for reason in validation.missing_thresholds or []:
+        summary.blessing_failures.append(f"missing threshold: {reason}")
+
+
+def _threshold_text(threshold) -> str:
+    if threshold.HasField("value_threshold"):
+        bound = threshold.value_threshold
+        parts = []
+        if bound.HasField("lower_bound"):
+            parts.append(f">= {bound.lower_bound.value:g}")
+        if bound.HasField("upper_bound"):
+            parts.append(f"<= {bound.upper_bound.value:g}")
+        return "the floor " + " and ".join(parts)
+    if threshold.HasField("change_threshold"):
+        return "the no-regression check against the baseline (the last blessed model)"
+    return str(threshold)
+
+
+def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None) -> RunSummary:
+    """Reads the given (default: latest) run of `pipeline_name` from the MLMD store."""
+    if not os.path.exists(metadata_path):
+        raise FileNotFoundError(f"No metadata store at {metadata_path}: has the pipeline run here?")
+    store = open_store(metadata_path)
+    run_id = run_id or latest_run_id(store, pipeline_name)
+    context = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
+    if context is None:
+        raise LookupError(f"No run of pipeline '{pipeline_name}' in {metadata_path}.")
+    summary = RunSummary(run_id=run_id, components=[])
+    for execution in sorted(store.get_executions_by_context(context.id),
+                            key=lambda e: (e.create_time_since_epoch, e.id)):
+        summary.components.append(ComponentRun(
+            name=_node_name(store, execution),
+            state=_STATES.get(execution.last_known_state, "unknown"),
+            seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
+            outputs=_outputs(store, execution)))
+
+    evaluator = summary.component("Evaluator")
+    if evaluator and evaluator.outputs.get("evaluation"):
+        _load_evaluation(summary, evaluator.outputs["evaluation"][0].uri)
+    if evaluator and evaluator.outputs.get("blessing"):
+        blessing = evaluator.outputs["blessing"][0]
+        summary.blessed = blessing.custom_properties["blessed"].int_value == 1
+    pusher = summary.component("Pusher")
+    if pusher and pusher.outputs.get("pushed_model"):
+        pushed = pusher.outputs["pushed_model"][0]
+        if pushed.custom_properties["pushed"].int_value == 1:
+            summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
+    return summary

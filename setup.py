@@ -1,0 +1,30 @@
+"""Installs the project's packages: pipeline (DAG, config, CLI), models (features, layers, trainer), components.
+
+Direct dependencies only; `requirements.lock` pins every transitive package (see the Makefile's `lock`).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="taxi-tfx-pipeline",
+    version="0.1.0",
+    description="A production TFX pipeline: taxi CSV to a validated, evaluated, TF-Serving-ready model.",
+    python_requires=">=3.9,<3.11",
+    packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*",
+                                    "components", "components.*"]),
+    package_data={"": ["*.pbtxt"]},
+    install_requires=[
+        "tfx==1.16.0",
+        "tensorflow==2.16.2",
+        "tf-keras==2.16.0",
+        "tensorflow-transform==1.16.0",
+        "tensorflow-model-analysis==0.47.1",
+        "tensorflow-data-validation==1.16.1",
+        "apache-beam[gcp]==2.59.0",
+        "ml-metadata==1.16.0",
+        "tensorflow-serving-api==2.16.1",
+        "click==8.5.1",
+        "rich==15.0.0",
+    ],
+    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
+    entry_points={"console_scripts": ["taxi-pipeline=pipeline.cli:main"]},
+)
