@@ -11,7 +11,7 @@ from models.model import ModelConfig, build_model
 from models.signatures import make_signatures
 
 DEFAULT_BATCH_SIZE = 128
-DEFAULT_EPOCHS = 4
+DEFAULT_EPOCHS = 2
 
 
 def input_fn(file_pattern, data_accessor, tf_transform_output, batch_size: int) -> tf.data.Dataset:

@@ -29,9 +29,9 @@ class PipelineConfig:
     # ExampleGen's hash split, in buckets: train 4 : eval 1.
     train_buckets: int = 4
     eval_buckets: int = 1
-    train_steps: int = 1200
+    train_steps: int = 500
     eval_steps: int = 50
-    epochs: int = 4
+    epochs: int = 2
     batch_size: int = 128
     learning_rate: float = 0.003
     # Evaluator gates: an absolute AUC floor, and at most this much AUC loss against the baseline.
