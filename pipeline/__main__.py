@@ -1,0 +1,4 @@
+"""`python -m pipeline ...`"""
+from pipeline.cli import main
+
+main()

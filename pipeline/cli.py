@@ -1,0 +1,124 @@
+"""`python -m pipeline`: run the pipeline locally and report what happened."""
+import logging
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: hide C++ info logs
+
+import click  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig  # noqa: E402
+
+# Piped output (CI logs, files) gets a width that fits the metrics table instead of rich's 80.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO)
+        return
+    warnings.filterwarnings("ignore")
+    import absl.logging  # pylint: disable=import-outside-toplevel
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+@click.group()
+def main():
+    """A TFX pipeline: taxi CSV to a validated, evaluated, TF-Serving-ready model."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--data-root", type=click.Path(), default=None,
+              help="Directory of CSV files (header row required). Default: the taxi sample in tfx.")
+@click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True,
+              help="Pipeline root (artifacts) and the SQLite metadata store.")
+@click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True,
+              help="Blessed models are pushed to <serving-dir>/<model-name>/<version>/.")
+@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
+@click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
+              show_default=True)
+@click.option("--eval-steps", type=click.IntRange(min=1), default=PipelineConfig.eval_steps,
+              show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=PipelineConfig.epochs, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=PipelineConfig.batch_size,
+              show_default=True)
+@click.option("--auc-floor", type=click.FloatRange(0, 1), default=PipelineConfig.auc_floor,
+              show_default=True, help="Evaluator blesses only models with at least this AUC.")
+@click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
+@click.option("--beam-arg", "beam_arg", multiple=True,
+              help="A Beam pipeline option, e.g. --beam-arg=--runner=DataflowRunner (repeatable). "
+                   "Arguments after `--` are passed to Beam too.")
+@click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs.")
+@click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
+def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs, batch_size,
+        auc_floor, no_cache, beam_arg, verbose, beam_args):
+    """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
+    _quiet_libraries(verbose)
+    # Imported here so `--help` stays fast.
+    from pipeline import data_checks, local_runner  # pylint: disable=import-outside-toplevel
+    from pipeline.config import default_data_root  # pylint: disable=import-outside-toplevel
+
+    extra_beam_args = tuple(beam_arg) + tuple(beam_args)
+    config = PipelineConfig(
+        data_root=data_root or default_data_root(), output_dir=output_dir, serving_dir=serving_dir,
+        model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
+        batch_size=batch_size, auc_floor=auc_floor, enable_cache=not no_cache,
+        beam_args=extra_beam_args or DEFAULT_BEAM_ARGS)
+
+    try:
+        rows = data_checks.check_data_root(config.data_root)
+    except data_checks.InputDataError as e:
+        err_console.print(f"[bold red]Bad input data[/]: {e}")
+        sys.exit(EXIT_BAD_INPUT)
+    console.print(f"Running [bold]{config.pipeline_name}[/] on {rows:,} rows from {config.data_root}")
+    console.print(f"Artifacts and metadata: {config.output_dir}")
+
+    started = time.time()
+    outcome = local_runner.run(config)
+    elapsed = time.time() - started
+    if outcome.summary is not None:
+        from pipeline.summary_view import render  # pylint: disable=import-outside-toplevel
+
+        render(outcome.summary, console)
+    if outcome.error is not None:
+        cause = _root_cause(outcome.error)
+        if isinstance(cause, data_checks.InputDataError) or outcome.bad_data:
+            err_console.print(f"[bold red]Bad input data[/] (nothing was trained or pushed): {cause}")
+            sys.exit(EXIT_BAD_INPUT)
+        err_console.print(f"[bold red]Pipeline failed[/] in {outcome.failed_component or 'a component'}:"
+                          f" {type(cause).__name__}: {cause}\nRe-run with --verbose for the full logs.")
+        sys.exit(EXIT_FAILED)
+    console.print(f"Finished in {elapsed:.1f} s.")
+
+
+@main.command()
+@click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True)
+@click.option("--run-id", default=None, help="A run id from the metadata store; default: the latest.")
+def summary(output_dir, run_id):
+    """Print the summary of a past run from the metadata store."""
+    _quiet_libraries(False)
+    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
+    from pipeline.summary_view import render  # pylint: disable=import-outside-toplevel
+
+    config = PipelineConfig(output_dir=output_dir, data_root=".")
+    try:
+        render(summarize(config.metadata_path, config.pipeline_name, run_id), console)
+    except (FileNotFoundError, LookupError) as e:
+        err_console.print(f"[red]{e}[/]")
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,62 @@
+"""Renders a RunSummary for people: components, metrics by slice, the blessing decision, the push."""
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.run_summary import RunSummary
+
+METRIC_COLUMNS = (("example_count", "examples", "{:.0f}"), ("auc", "AUC", "{:.4f}"),
+                  ("auc_precision_recall", "PR-AUC", "{:.4f}"),
+                  ("binary_accuracy", "accuracy", "{:.4f}"), ("precision", "precision", "{:.4f}"),
+                  ("recall", "recall", "{:.4f}"), ("calibration", "calibration", "{:.3f}"))
+_STATE_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow"}
+
+
+def _format(value, pattern: str) -> str:
+    return "-" if value is None or value != value else pattern.format(value)
+
+
+def _slice_order(name: str):
+    """Overall first, then by feature, numeric values in numeric order."""
+    feature, _, value = name.partition("=")
+    return (name != "Overall", feature, not value.lstrip("-").isdigit(),
+            int(value) if value.lstrip("-").isdigit() else 0, value)
+
+
+def components_table(summary: RunSummary) -> Table:
+    table = Table(title=f"Run {summary.run_id}", title_justify="left")
+    table.add_column("component")
+    table.add_column("status")
+    table.add_column("seconds", justify="right")
+    for c in summary.components:
+        style = _STATE_STYLE.get(c.state, "")
+        table.add_row(c.name, f"[{style}]{c.state}[/]" if style else c.state, f"{c.seconds:.1f}")
+    return table
+
+
+def metrics_table(summary: RunSummary) -> Table:
+    table = Table(title="Evaluation (eval split)", title_justify="left")
+    table.add_column("slice")
+    for _, label, _ in METRIC_COLUMNS:
+        table.add_column(label, justify="right")
+    slices = sorted(summary.metrics, key=_slice_order)
+    for name in slices:
+        values = summary.metrics[name]
+        table.add_row(name, *(_format(values.get(key), pattern) for key, _, pattern in METRIC_COLUMNS))
+    return table
+
+
+def render(summary: RunSummary, console: Console) -> None:
+    console.print(components_table(summary))
+    if summary.metrics:
+        console.print(metrics_table(summary))
+    if summary.blessed is True:
+        console.print("[green]Model blessed[/]: it passed the AUC floor and the no-regression check.")
+    elif summary.blessed is False:
+        console.print("[yellow]Model not blessed, so nothing was pushed[/]. Failed checks:")
+        for failure in summary.blessing_failures or ["(no details recorded)"]:
+            console.print(f"  - {failure}")
+    pusher = summary.component("Pusher")
+    if summary.pushed_path and pusher and pusher.state == "cached":
+        console.print(f"Nothing changed, nothing new pushed; serving {summary.pushed_path}")
+    elif summary.pushed_path:
+        console.print(f"[green]Pushed[/] {summary.pushed_path}")
