@@ -71,7 +71,7 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
     _quiet_libraries(verbose)
     # Imported here so `--help` stays fast.
-    from pipeline import data_checks, local_runner  # pylint: disable=import-outside-toplevel
+    from pipeline import data_checks  # pylint: disable=import-outside-toplevel
     from pipeline.config import default_data_root  # pylint: disable=import-outside-toplevel
 
     extra_beam_args = tuple(beam_arg) + tuple(beam_args)
@@ -88,6 +88,8 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
         sys.exit(EXIT_BAD_INPUT)
     console.print(f"Running [bold]{config.pipeline_name}[/] on {rows:,} rows from {config.data_root}")
     console.print(f"Artifacts and metadata: {config.output_dir}")
+
+    from pipeline import local_runner  # pylint: disable=import-outside-toplevel
 
     started = time.time()
     outcome = local_runner.run(config)

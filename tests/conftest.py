@@ -1,0 +1,41 @@
+"""Shared fixtures: real taxi rows from the tfx package, written to small CSV samples."""
+import csv
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from pipeline.config import default_data_root  # noqa: E402
+
+TAXI_CSV = os.path.join(default_data_root(), "data.csv")
+
+
+def read_taxi_rows():
+    with open(TAXI_CSV, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def write_csv(path, fieldnames, rows):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def taxi_rows():
+    return read_taxi_rows()
+
+
+@pytest.fixture(scope="session")
+def small_data_root(tmp_path_factory, taxi_rows):
+    """3,000 real taxi rows (every 5th row, so all months and hours are represented)."""
+    fieldnames, rows = taxi_rows
+    root = tmp_path_factory.mktemp("small_data")
+    write_csv(str(root / "data.csv"), fieldnames, rows[::5])
+    return str(root)

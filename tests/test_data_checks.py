@@ -1,0 +1,90 @@
+"""The input checks name the file, the column and the fix."""
+import os
+
+import pytest
+
+from models import features
+from pipeline.data_checks import InputDataError, check_data_root
+from tests.conftest import write_csv
+
+
+@pytest.fixture
+def sample(taxi_rows):
+    fieldnames, rows = taxi_rows
+    return fieldnames, [dict(r) for r in rows[:50]]
+
+
+def test_the_taxi_sample_passes_and_rows_are_counted(tmp_path, sample):
+    fieldnames, rows = sample
+    write_csv(str(tmp_path / "a.csv"), fieldnames, rows[:30])
+    write_csv(str(tmp_path / "b.csv"), fieldnames, rows[30:])
+    assert check_data_root(str(tmp_path)) == len(rows)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(InputDataError, match="does not exist.*--data-root"):
+        check_data_root(str(tmp_path / "nowhere"))
+
+
+def test_empty_directory(tmp_path):
+    with pytest.raises(InputDataError, match="has no files"):
+        check_data_root(str(tmp_path))
+
+
+def test_a_file_instead_of_a_directory(tmp_path, sample):
+    path = write_csv(str(tmp_path / "data.csv"), *sample)
+    with pytest.raises(InputDataError, match="is a file.*--data-root " + str(tmp_path)):
+        check_data_root(path)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "data.csv").write_text("")
+    with pytest.raises(InputDataError, match=r"data\.csv is empty"):
+        check_data_root(str(tmp_path))
+
+
+def test_header_only(tmp_path, sample):
+    write_csv(str(tmp_path / "data.csv"), sample[0], [])
+    with pytest.raises(InputDataError, match=r"data\.csv has a header but no data rows"):
+        check_data_root(str(tmp_path))
+
+
+@pytest.mark.parametrize("column", ["payment_type", "tips", "pickup_latitude"])
+def test_missing_required_column(tmp_path, sample, column):
+    fieldnames, rows = sample
+    kept = [f for f in fieldnames if f != column]
+    write_csv(str(tmp_path / "data.csv"), kept, [{k: r[k] for k in kept} for r in rows])
+    with pytest.raises(InputDataError, match=rf"data\.csv is missing required column\(s\): {column}\."):
+        check_data_root(str(tmp_path))
+
+
+def test_text_in_a_numeric_column_names_line_and_column(tmp_path, sample):
+    fieldnames, rows = sample
+    rows[3]["fare"] = "twelve dollars"
+    write_csv(str(tmp_path / "data.csv"), fieldnames, rows)
+    with pytest.raises(InputDataError) as error:
+        check_data_root(str(tmp_path))
+    message = str(error.value)
+    assert "data.csv" in message and "line 5, column 'fare': 'twelve dollars'" in message
+    assert "leave the cell empty" in message
+
+
+def test_empty_numeric_cells_are_allowed(tmp_path, sample):
+    fieldnames, rows = sample
+    for row in rows:
+        row["trip_seconds"] = ""
+    write_csv(str(tmp_path / "data.csv"), fieldnames, rows)
+    assert check_data_root(str(tmp_path)) == len(rows)
+
+
+def test_non_utf8_bytes(tmp_path, sample):
+    path = write_csv(str(tmp_path / "data.csv"), *sample)
+    with open(path, "ab") as f:
+        f.write(b"\xff\xfe,broken\n")
+    with pytest.raises(InputDataError, match="not UTF-8"):
+        check_data_root(str(tmp_path))
+
+
+def test_every_column_the_model_reads_is_required():
+    for column in features.SERVING_COLUMNS + features.LABEL_SOURCE_COLUMNS:
+        assert column in features.REQUIRED_TRAINING_COLUMNS

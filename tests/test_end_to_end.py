@@ -1,0 +1,189 @@
+"""The whole pipeline through the CLI on a 3,000-row taxi sample: push, serve raw examples, re-run cached."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models  # noqa: F401  (Keras 2 and the custom layers, for load_model)
+from models import features
+from pipeline.run_summary import summarize
+from tests.conftest import write_csv
+
+pytestmark = pytest.mark.slow
+
+PIPELINE_NAME = "taxi_big_tipper"
+
+
+def run_cli(*args, timeout=900):
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)  # the project must set it itself
+    return subprocess.run([sys.executable, "-m", "pipeline", "run", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def _tf_example(row, schema_types):
+    feature = {}
+    for name, kind in schema_types.items():
+        value = row.get(name, "")
+        if value == "":
+            continue  # a missing cell is an absent feature, as a serving client sends it
+        if kind == "int":
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(value))]))
+        elif kind == "float":
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+        else:
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _label(row):
+    return float(row["tips"]) > features.BIG_TIP_FRACTION * float(row["fare"])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, small_data_root):
+    root = tmp_path_factory.mktemp("e2e")
+    args = ["--data-root", small_data_root, "--output-dir", str(root / "out"),
+            "--serving-dir", str(root / "serving"), "--train-steps", "300", "--eval-steps", "10"]
+    push_dir = root / "serving" / "big_tipper"
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    versions_first = sorted(os.listdir(push_dir))
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stdout + second.stderr
+    return {"root": root, "args": args, "first": first, "second": second, "push_dir": push_dir,
+            "versions_first": versions_first, "versions_second": sorted(os.listdir(push_dir))}
+
+
+@pytest.fixture(scope="module")
+def pushed(runs):
+    (version,) = runs["versions_first"]
+    return str(runs["push_dir"] / version)
+
+
+@pytest.fixture(scope="module")
+def held_out(taxi_rows):
+    """Rows the pipeline never saw (the sample is every 5th row; these are the ones after)."""
+    _, rows = taxi_rows
+    return rows[1::5][:1000]
+
+
+def test_first_run_pushes_one_servable_version(runs, pushed):
+    assert "Model blessed" in runs["first"].stdout and "Pushed" in runs["first"].stdout
+    assert os.path.basename(pushed).isdigit()  # TF Serving's <model>/<version>/ layout
+    assert os.path.isfile(os.path.join(pushed, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(pushed, "assets"))  # the vocabularies travel with the model
+
+
+def test_pushed_model_scores_raw_tf_examples(pushed, held_out):
+    model = tf.saved_model.load(pushed)
+    serve = model.signatures["serving_default"]
+    schema_types = {c: ("float" if c in ("fare", "trip_miles", "tips") or "itude" in c else
+                        "str" if c in features.VOCAB_FEATURES else "int")
+                    for c in features.SERVING_COLUMNS}
+    examples = tf.constant([_tf_example(r, schema_types) for r in held_out])
+    probabilities = serve(examples=examples)["big_tipper_probability"].numpy()
+    assert probabilities.shape == (len(held_out),)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    auc = tf.keras.metrics.AUC(num_thresholds=1000)
+    auc.update_state([_label(r) for r in held_out], probabilities)
+    assert auc.result().numpy() > 0.9
+
+
+def test_raw_feature_signature_agrees_with_tf_example_signature(pushed, held_out):
+    model = tf.saved_model.load(pushed)
+    rows = held_out[:200]
+    spec = model.signatures["serving_raw"].structured_input_signature[1]
+    raw = {}
+    for column, tensor_spec in spec.items():
+        values = [r[column] for r in rows]
+        if tensor_spec.dtype == tf.string:
+            raw[column] = tf.constant(values)
+        elif tensor_spec.dtype.is_floating:
+            raw[column] = tf.constant([float(v) if v else np.nan for v in values], tensor_spec.dtype)
+        else:
+            raw[column] = tf.constant([int(float(v)) if v else -1 for v in values], tensor_spec.dtype)
+    from_raw = model.signatures["serving_raw"](**raw)["big_tipper_probability"].numpy()
+    schema_types = {c: ("str" if spec[c].dtype == tf.string else
+                        "float" if spec[c].dtype.is_floating else "int") for c in spec}
+    examples = tf.constant([_tf_example(r, schema_types) for r in rows])
+    from_examples = model.signatures["serving_default"](examples=examples)[
+        "big_tipper_probability"].numpy()
+    np.testing.assert_allclose(from_raw, from_examples, atol=1e-5)
+
+
+def test_transform_features_signature_yields_the_label(pushed, held_out):
+    model = tf.saved_model.load(pushed)
+    schema_types = {c: ("str" if c in features.VOCAB_FEATURES else
+                        "float" if c in ("fare", "trip_miles", "tips") or "itude" in c else "int")
+                    for c in features.REQUIRED_TRAINING_COLUMNS}
+    rows = held_out[:50]
+    out = model.signatures["transform_features"](
+        examples=tf.constant([_tf_example(r, schema_types) for r in rows]))
+    np.testing.assert_array_equal(out[features.TRANSFORMED_LABEL_KEY].numpy(),
+                                  [int(_label(r)) for r in rows])
+
+
+def test_pushed_model_loads_as_a_keras_model(pushed):
+    loaded = tf.keras.models.load_model(pushed)
+    assert isinstance(loaded, tf.keras.Model)
+    assert sorted(loaded.input) == sorted(features.MODEL_INPUTS)
+
+
+def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
+    summary = summarize(str(runs["root"] / "out" / "metadata.sqlite"), PIPELINE_NAME)
+    states = {c.name: c.state for c in summary.components}
+    assert states and all(state == "cached" for state in states.values()), states
+    assert runs["versions_second"] == runs["versions_first"]
+    assert "nothing new pushed" in runs["second"].stdout
+
+
+def test_unblessed_model_is_a_normal_outcome(runs):
+    """An impossible AUC floor: the Evaluator refuses, nothing is pushed, and the run still succeeds."""
+    result = run_cli(*runs["args"], "--auc-floor", "0.999")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Model not blessed" in result.stdout and "auc on Overall" in result.stdout
+    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
+
+
+@pytest.mark.parametrize("case", ["missing_dir", "header_only", "missing_column", "text_in_number"])
+def test_bad_input_exits_non_zero_with_file_and_column(tmp_path, taxi_rows, case):
+    fieldnames, rows = taxi_rows
+    data = tmp_path / "data"
+    expected = {"missing_dir": "does not exist", "header_only": "has a header but no data rows",
+                "missing_column": "missing required column(s): company",
+                "text_in_number": "column 'trip_miles': 'n/a' is not a number"}[case]
+    if case == "header_only":
+        write_csv(str(data / "trips.csv"), fieldnames, [])
+    elif case == "missing_column":
+        kept = [f for f in fieldnames if f != "company"]
+        write_csv(str(data / "trips.csv"), kept, [{k: r[k] for k in kept} for r in rows[:20]])
+    elif case == "text_in_number":
+        bad = [dict(r) for r in rows[:20]]
+        bad[7]["trip_miles"] = "n/a"
+        write_csv(str(data / "trips.csv"), fieldnames, bad)
+    result = run_cli("--data-root", str(data), "--output-dir", str(tmp_path / "out"),
+                     "--serving-dir", str(tmp_path / "serving"), timeout=300)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    if case != "missing_dir":
+        assert str(data / "trips.csv") in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "serving").exists()
+
+
+def test_schema_anomalies_stop_the_run_before_training(tmp_path, taxi_rows):
+    fieldnames, rows = taxi_rows
+    bad = [dict(r, trip_start_hour="30") for r in rows[:400]]  # hours are 0-23 in the schema
+    write_csv(str(tmp_path / "data" / "trips.csv"), fieldnames, bad)
+    result = run_cli("--data-root", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
+                     "--serving-dir", str(tmp_path / "serving"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "column 'trip_start_hour'" in result.stderr and "schemas/schema.pbtxt" in result.stderr
+    summary = summarize(str(tmp_path / "out" / "metadata.sqlite"), PIPELINE_NAME)
+    ran = {c.name for c in summary.components}
+    assert "DataValidationGate" in ran and not ran & {"Transform", "Trainer", "Pusher"}
+    assert not (tmp_path / "serving").exists()

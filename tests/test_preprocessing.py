@@ -1,0 +1,100 @@
+"""preprocessing_fn on a handful of real taxi rows, through tf.Transform's analyzers on Beam."""
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+
+from models import features
+from models.preprocessing import preprocessing_fn
+from pipeline.config import DEFAULT_SCHEMA_PATH
+from tfx.utils import io_utils
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+ROWS = 40
+
+
+def _raw_instances(taxi_rows, schema):
+    """CSV rows as tf.Transform instance dicts: one-element lists, empty lists for empty cells."""
+    _, rows = taxi_rows
+    types = {f.name: f.type for f in schema.feature}
+    convert = {schema_pb2.INT: lambda v: int(float(v)), schema_pb2.FLOAT: float,
+               schema_pb2.BYTES: lambda v: v.encode()}
+    return [{name: ([convert[types[name]](row[name])] if row[name] != "" else [])
+             for name in types} for row in rows[:ROWS]]
+
+
+@pytest.fixture(scope="module")
+def transformed(taxi_rows):
+    schema = io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)
+    raw = _raw_instances(taxi_rows, schema)
+    # Row 0 has no coordinates in the taxi data; make row 1 lose its dropoff too, and row 2 have an
+    # out-of-range hour, so both paths are exercised whatever the sample holds.
+    raw[1]["dropoff_latitude"], raw[1]["dropoff_longitude"] = [], []
+    raw[2]["trip_start_hour"] = [99]
+    metadata = dataset_metadata.DatasetMetadata(schema)
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True):
+        (outputs, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            preprocessing_fn, output_record_batches=False)
+    return raw, outputs
+
+
+def test_every_model_input_and_the_label_are_produced(transformed):
+    _, outputs = transformed
+    assert len(outputs) == ROWS
+    assert set(features.MODEL_INPUTS) | {features.TRANSFORMED_LABEL_KEY} <= set(outputs[0])
+
+
+def test_label_is_big_tipper(transformed):
+    raw, outputs = transformed
+    for row, out in zip(raw, outputs):
+        expected = int(row["tips"][0] > features.BIG_TIP_FRACTION * row["fare"][0])
+        assert out[features.TRANSFORMED_LABEL_KEY] == expected
+
+
+def test_numeric_features_are_z_scores_of_log1p(transformed):
+    raw, outputs = transformed
+    for key in features.NUMERIC_FEATURES:
+        values = np.array([o[features.transformed_name(key)] for o in outputs])
+        assert abs(values.mean()) < 1e-4 and abs(values.std() - 1) < 1e-3, key
+        # Monotonic in the raw value: z-scoring after log1p keeps the order.
+        raw_values = np.array([r[key][0] if r[key] else np.nan for r in raw])
+        present = ~np.isnan(raw_values)
+        order = np.argsort(raw_values[present], kind="stable")
+        assert np.all(np.diff(values[present][order]) >= -1e-6), key
+
+
+def test_categorical_ids_are_in_range(transformed):
+    _, outputs = transformed
+    for name, num_ids in features.CATEGORICAL_INPUTS.items():
+        ids = [o[name] for o in outputs]
+        assert min(ids) >= 0 and max(ids) < num_ids, name
+
+
+def test_hour_is_its_own_id_and_out_of_range_maps_to_zero(transformed):
+    raw, outputs = transformed
+    hour = features.transformed_name("trip_start_hour")
+    assert outputs[2][hour] == 0
+    for row, out in list(zip(raw, outputs))[3:]:
+        assert out[hour] == row["trip_start_hour"][0]
+
+
+def test_vocabulary_gives_equal_strings_equal_ids(transformed):
+    raw, outputs = transformed
+    key = features.transformed_name("payment_type")
+    ids = {}
+    for row, out in zip(raw, outputs):
+        ids.setdefault(row["payment_type"][0], set()).add(out[key])
+    assert all(len(v) == 1 for v in ids.values())
+    assert len({next(iter(v)) for v in ids.values()}) == len(ids)
+
+
+def test_missing_coordinates_get_the_unknown_location(transformed):
+    raw, outputs = transformed
+    dropoff = features.transformed_name("dropoff_location")
+    assert outputs[1][dropoff] == features.UNKNOWN_LOCATION_ID
+    for row, out in zip(raw, outputs):
+        has_coordinates = bool(row["dropoff_latitude"]) and bool(row["dropoff_longitude"])
+        assert (out[dropoff] == features.UNKNOWN_LOCATION_ID) != has_coordinates
+        assert 0 <= out[dropoff] < features.NUM_LOCATION_IDS
