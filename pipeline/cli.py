@@ -1,14 +1,19 @@
 """`python -m pipeline`: run the pipeline locally and report what happened."""
+import dataclasses
+import json
 import logging
 import os
 import sys
 import time
 import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: hide C++ info logs
+# Before TensorFlow loads: hide its C++ start-up noise (CUDA plugin registration on CPU machines).
+# Real failures still surface as Python exceptions; --verbose does not change this, the env var does.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import click  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 
 from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig  # noqa: E402
 
@@ -29,7 +34,11 @@ def _quiet_libraries(verbose: bool) -> None:
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _error(message: str) -> None:
+    # soft_wrap: keep paths and messages on one line so they can be copied and grepped.
+    err_console.print(message, soft_wrap=True)
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -65,13 +74,11 @@ def main():
               help="A Beam pipeline option, e.g. --beam-arg=--runner=DataflowRunner (repeatable). "
                    "Arguments after `--` are passed to Beam too.")
 @click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs.")
+@click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs, batch_size,
-        auc_floor, no_cache, beam_arg, verbose, beam_args):
+        auc_floor, no_cache, beam_arg, verbose, print_config, beam_args):
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
-    _quiet_libraries(verbose)
-    # Imported here so `--help` stays fast.
-    from pipeline import data_checks  # pylint: disable=import-outside-toplevel
     from pipeline.config import default_data_root  # pylint: disable=import-outside-toplevel
 
     extra_beam_args = tuple(beam_arg) + tuple(beam_args)
@@ -80,11 +87,18 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
         model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
         batch_size=batch_size, auc_floor=auc_floor, enable_cache=not no_cache,
         beam_args=extra_beam_args or DEFAULT_BEAM_ARGS)
+    if print_config:
+        click.echo(json.dumps(dataclasses.asdict(config), indent=2))
+        return
+
+    _quiet_libraries(verbose)
+    # Imported here so `--help` and `--print-config` stay fast.
+    from pipeline import data_checks  # pylint: disable=import-outside-toplevel
 
     try:
         rows = data_checks.check_data_root(config.data_root)
     except data_checks.InputDataError as e:
-        err_console.print(f"[bold red]Bad input data[/]: {e}")
+        _error(f"[bold red]Bad input data[/]: {escape(str(e))}")
         sys.exit(EXIT_BAD_INPUT)
     console.print(f"Running [bold]{config.pipeline_name}[/] on {rows:,} rows from {config.data_root}")
     console.print(f"Artifacts and metadata: {config.output_dir}")
@@ -101,10 +115,12 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
     if outcome.error is not None:
         cause = _root_cause(outcome.error)
         if isinstance(cause, data_checks.InputDataError) or outcome.bad_data:
-            err_console.print(f"[bold red]Bad input data[/] (nothing was trained or pushed): {cause}")
+            _error("[bold red]Bad input data[/] (nothing was trained or pushed): "
+                   f"{escape(str(cause))}")
             sys.exit(EXIT_BAD_INPUT)
-        err_console.print(f"[bold red]Pipeline failed[/] in {outcome.failed_component or 'a component'}:"
-                          f" {type(cause).__name__}: {cause}\nRe-run with --verbose for the full logs.")
+        _error(f"[bold red]Pipeline failed[/] in {outcome.failed_component or 'a component'}: "
+               f"{type(cause).__name__}: {escape(str(cause))}\n"
+               "Re-run with --verbose for the full logs.")
         sys.exit(EXIT_FAILED)
     console.print(f"Finished in {elapsed:.1f} s.")
 
@@ -122,5 +138,5 @@ def summary(output_dir, run_id):
     try:
         render(summarize(config.metadata_path, config.pipeline_name, run_id), console)
     except (FileNotFoundError, LookupError) as e:
-        err_console.print(f"[red]{e}[/]")
+        _error(f"[red]{escape(str(e))}[/]")
         sys.exit(EXIT_FAILED)

@@ -9,6 +9,8 @@ import tensorflow as tf
 
 import models  # noqa: F401  (Keras 2 and the custom layers, for load_model)
 from models import features
+from models.raw_examples import column_types, to_tf_examples
+from pipeline.config import DEFAULT_SCHEMA_PATH
 from pipeline.run_summary import summarize
 from tests.conftest import write_csv
 
@@ -22,21 +24,6 @@ def run_cli(*args, timeout=900):
     env.pop("TF_USE_LEGACY_KERAS", None)  # the project must set it itself
     return subprocess.run([sys.executable, "-m", "pipeline", "run", *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
-
-
-def _tf_example(row, schema_types):
-    feature = {}
-    for name, kind in schema_types.items():
-        value = row.get(name, "")
-        if value == "":
-            continue  # a missing cell is an absent feature, as a serving client sends it
-        if kind == "int":
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(value))]))
-        elif kind == "float":
-            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-        else:
-            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def _label(row):
@@ -81,10 +68,7 @@ def test_first_run_pushes_one_servable_version(runs, pushed):
 def test_pushed_model_scores_raw_tf_examples(pushed, held_out):
     model = tf.saved_model.load(pushed)
     serve = model.signatures["serving_default"]
-    schema_types = {c: ("float" if c in ("fare", "trip_miles", "tips") or "itude" in c else
-                        "str" if c in features.VOCAB_FEATURES else "int")
-                    for c in features.SERVING_COLUMNS}
-    examples = tf.constant([_tf_example(r, schema_types) for r in held_out])
+    examples = tf.constant(to_tf_examples(held_out, column_types(DEFAULT_SCHEMA_PATH, "SERVING")))
     probabilities = serve(examples=examples)["big_tipper_probability"].numpy()
     assert probabilities.shape == (len(held_out),)
     assert np.all((probabilities >= 0) & (probabilities <= 1))
@@ -107,9 +91,7 @@ def test_raw_feature_signature_agrees_with_tf_example_signature(pushed, held_out
         else:
             raw[column] = tf.constant([int(float(v)) if v else -1 for v in values], tensor_spec.dtype)
     from_raw = model.signatures["serving_raw"](**raw)["big_tipper_probability"].numpy()
-    schema_types = {c: ("str" if spec[c].dtype == tf.string else
-                        "float" if spec[c].dtype.is_floating else "int") for c in spec}
-    examples = tf.constant([_tf_example(r, schema_types) for r in rows])
+    examples = tf.constant(to_tf_examples(rows, column_types(DEFAULT_SCHEMA_PATH, "SERVING")))
     from_examples = model.signatures["serving_default"](examples=examples)[
         "big_tipper_probability"].numpy()
     np.testing.assert_allclose(from_raw, from_examples, atol=1e-5)
@@ -117,12 +99,9 @@ def test_raw_feature_signature_agrees_with_tf_example_signature(pushed, held_out
 
 def test_transform_features_signature_yields_the_label(pushed, held_out):
     model = tf.saved_model.load(pushed)
-    schema_types = {c: ("str" if c in features.VOCAB_FEATURES else
-                        "float" if c in ("fare", "trip_miles", "tips") or "itude" in c else "int")
-                    for c in features.REQUIRED_TRAINING_COLUMNS}
     rows = held_out[:50]
     out = model.signatures["transform_features"](
-        examples=tf.constant([_tf_example(r, schema_types) for r in rows]))
+        examples=tf.constant(to_tf_examples(rows, column_types(DEFAULT_SCHEMA_PATH))))
     np.testing.assert_array_equal(out[features.TRANSFORMED_LABEL_KEY].numpy(),
                                   [int(_label(r)) for r in rows])
 
@@ -136,7 +115,9 @@ def test_pushed_model_loads_as_a_keras_model(pushed):
 def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
     summary = summarize(str(runs["root"] / "out" / "metadata.sqlite"), PIPELINE_NAME)
     states = {c.name: c.state for c in summary.components}
-    assert states and all(state == "cached" for state in states.values()), states
+    # A resolver has no executor and is never cached: it re-queries MLMD (milliseconds).
+    assert states.pop("latest_blessed_model_resolver") == "ran"
+    assert len(states) == 9 and all(state == "cached" for state in states.values()), states
     assert runs["versions_second"] == runs["versions_first"]
     assert "nothing new pushed" in runs["second"].stdout
 

@@ -1,0 +1,124 @@
+"""Our pipeline vs TFX's taxi_pipeline_native_keras example, side by side, on the same taxi data.
+
+    .venv/bin/python bench/compare_with_tfx_example.py [--skip-example-rerun]
+
+For each: a cold run (fresh output directory), then a re-run with nothing changed. Prints wall time,
+per-component time (from each run's own MLMD store), peak memory of the whole process tree, the
+evaluation AUC and what was pushed; the ratio of cold wall times. Writes bench/results/compare.json.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import psutil  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.run_summary import summarize  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+def run_measured(command):
+    """Wall seconds, exit code and peak RSS (MB) summed over the process and its children."""
+    started = time.time()
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            try:
+                tree = [process] + process.children(recursive=True)
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = process.communicate()
+    stop.set()
+    sampler.join()
+    if process.returncode != 0:
+        sys.stderr.write(stderr.decode(errors="replace")[-3000:])
+    return {"wall_s": time.time() - started, "exit_code": process.returncode,
+            "peak_rss_mb": peak / 2**20}
+
+
+def pushed_versions(serving_dir):
+    found = []
+    for root, dirs, _ in os.walk(serving_dir):
+        found += [os.path.join(root, d) for d in dirs if d.isdigit()]
+    return sorted(found)
+
+
+def measure(name, command, output_dir, serving_dir, metadata_path, pipeline_name):
+    result = run_measured(command)
+    summary = summarize(metadata_path, pipeline_name)
+    overall = summary.metrics.get("Overall", {})
+    result.update({
+        "name": name,
+        "components": {c.name: {"state": c.state, "seconds": round(c.seconds, 1)}
+                       for c in summary.components},
+        "auc": overall.get("auc"), "binary_accuracy": overall.get("binary_accuracy"),
+        "blessed": summary.blessed, "pushed_versions": len(pushed_versions(serving_dir)),
+    })
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-example-rerun", action="store_true")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="bench_compare_")
+    ours_dir, theirs_dir = os.path.join(work, "ours"), os.path.join(work, "tfx_example")
+    ours_cmd = [sys.executable, "-m", "pipeline", "run", "--output-dir", ours_dir,
+                "--serving-dir", os.path.join(ours_dir, "serving_model")]
+    theirs_cmd = [sys.executable, os.path.join(HERE, "run_tfx_taxi_example.py"), theirs_dir]
+    config = PipelineConfig(output_dir=ours_dir)
+    ours = lambda label: measure(label, ours_cmd, ours_dir, os.path.join(ours_dir, "serving_model"),
+                                 config.metadata_path, config.pipeline_name)
+    theirs = lambda label: measure(label, theirs_cmd, theirs_dir,
+                                   os.path.join(theirs_dir, "serving_model"),
+                                   os.path.join(theirs_dir, "metadata.sqlite"),
+                                   "chicago_taxi_native_keras")
+
+    runs = [ours("ours: cold"), theirs("tfx example: cold"), ours("ours: re-run, unchanged")]
+    if not args.skip_example_rerun:
+        runs.append(theirs("tfx example: re-run, unchanged"))
+
+    console = Console(width=140)
+    table = Table(title="Taxi pipeline: ours vs TFX's taxi_pipeline_native_keras (same data, same machine)")
+    for column in ("run", "wall s", "peak RSS MB", "eval AUC", "blessed", "versions pushed", "exit"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for r in runs:
+        table.add_row(r["name"], f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                      "-" if r["auc"] is None else f"{r['auc']:.4f}", str(r["blessed"]),
+                      str(r["pushed_versions"]), str(r["exit_code"]))
+    console.print(table)
+    for r in runs:
+        console.print(f"[bold]{r['name']}[/] per component (s): " + ", ".join(
+            f"{name} {c['seconds']} ({c['state']})" for name, c in r["components"].items()))
+    ratio = runs[0]["wall_s"] / runs[1]["wall_s"]
+    console.print(f"Cold wall-time ratio ours / tfx example: [bold]{ratio:.2f}x[/] (goal <= 0.6x)")
+    console.print(f"Unchanged re-run: {runs[2]['wall_s']:.1f} s (goal <= 15 s), versions pushed "
+                  f"{runs[0]['pushed_versions']} -> {runs[2]['pushed_versions']} (goal: no new one)")
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "compare.json"), "w", encoding="utf-8") as f:
+        json.dump({"runs": runs, "cold_ratio": ratio, "cpu_count": os.cpu_count()}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
