@@ -7,15 +7,15 @@ again. Excluding the candidate keeps the inputs identical and the re-run fully c
 from typing import Dict, List, Optional
 
 from tfx import types
-from tfx import v1 as tfx
 from tfx.components.evaluator import constants
+from tfx.dsl.components.common.resolver import ResolverStrategy
 
 CANDIDATE_KEY = "candidate"
 MODEL_KEY = "model"
 BLESSING_KEY = "model_blessing"
 
 
-class LatestBlessedBaselineStrategy(tfx.dsl.experimental.ResolverStrategy):
+class LatestBlessedBaselineStrategy(ResolverStrategy):
     """Inputs: `candidate` (this run's model), `model` and `model_blessing` (all of them)."""
 
     def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]

@@ -7,7 +7,9 @@ import os
 from typing import List
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import ExampleAnomalies
 from tfx.types import standard_artifact_utils
 from tfx.utils import io_utils
 
@@ -35,9 +37,8 @@ def describe_anomalies(anomalies_artifact) -> List[str]:
     return lines
 
 
-@tfx.dsl.components.component
-def DataValidationGate(anomalies: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
+@component
+def DataValidationGate(anomalies: InputArtifact[ExampleAnomalies]) -> None:
     """Raises DataValidationError listing every anomaly; passes silently on clean data."""
     problems = describe_anomalies(anomalies)
     if problems:

@@ -3,7 +3,7 @@ import logging
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from models import features
@@ -26,7 +26,7 @@ def input_fn(file_pattern, data_accessor, tf_transform_output, batch_size: int) 
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     custom_config = fn_args.custom_config or {}
     batch_size = int(custom_config.get("batch_size", DEFAULT_BATCH_SIZE))
     epochs = max(1, min(int(custom_config.get("epochs", DEFAULT_EPOCHS)), fn_args.train_steps))

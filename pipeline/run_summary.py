@@ -26,6 +26,7 @@ class ComponentRun:
 class RunSummary:
     run_id: str
     components: List[ComponentRun]
+    started_ms: int = 0  # when the run's context was created, ms since the epoch
     # slice name ("Overall", "payment_type=Cash", ...) -> metric name -> value
     metrics: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
     blessed: Optional[bool] = None
@@ -64,11 +65,17 @@ def _outputs(store, execution) -> Dict[str, list]:
 
 
 def latest_run_id(store, pipeline_name: str) -> Optional[str]:
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")]
-    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline_ctx is None or not runs:
+    """The run id of the pipeline's most recent execution (other pipelines may share the store)."""
+    pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_context is None:
         return None
-    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id)).name
+    executions = store.get_executions_by_context(pipeline_context.id)
+    if not executions:
+        return None
+    latest = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+    run_type = store.get_context_type("pipeline_run")
+    return next((c.name for c in store.get_contexts_by_execution(latest.id)
+                 if c.type_id == run_type.id), None)
 
 
 def _slice_name(slice_key) -> str:
@@ -118,7 +125,7 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
     context = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
     if context is None:
         raise LookupError(f"No run of pipeline '{pipeline_name}' in {metadata_path}.")
-    summary = RunSummary(run_id=run_id, components=[])
+    summary = RunSummary(run_id=run_id, components=[], started_ms=context.create_time_since_epoch)
     for execution in sorted(store.get_executions_by_context(context.id),
                             key=lambda e: (e.create_time_since_epoch, e.id)):
         summary.components.append(ComponentRun(

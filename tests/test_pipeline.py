@@ -8,7 +8,7 @@ from models import features
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
-EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "ExampleValidator",
                   "DataValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver",
                   "Evaluator", "Pusher"]
 
@@ -40,7 +40,7 @@ def test_every_component_present_and_after_its_upstream_nodes(config):
 def test_wiring(components):
     c = components
     assert _producer(c["StatisticsGen"].inputs["examples"]) == "CsvExampleGen"
-    assert _producer(c["ExampleValidator"].inputs["schema"]) == "ImportSchemaGen"
+    assert _producer(c["ExampleValidator"].inputs["schema"]) == "ImportCuratedSchema"
     assert _producer(c["DataValidationGate"].inputs["anomalies"]) == "ExampleValidator"
     # Transform must wait for the gate even though it consumes none of its outputs.
     assert "DataValidationGate" in {n.id for n in c["Transform"].upstream_nodes}
@@ -61,13 +61,26 @@ def test_resolver_sees_the_candidate_so_it_can_exclude_it(components):
 def test_config_reaches_the_components(config, components):
     c = components
     assert c["CsvExampleGen"].exec_properties["input_base"] == config.data_root
-    assert c["ImportSchemaGen"].exec_properties["schema_file"].endswith("schemas/schema.pbtxt")
-    assert os.path.isfile(c["ImportSchemaGen"].exec_properties["schema_file"])
+    assert c["ImportCuratedSchema"].exec_properties["schema_file"].endswith("schemas/schema.pbtxt")
+    assert os.path.isfile(c["ImportCuratedSchema"].exec_properties["schema_file"])
     assert '"num_steps": 123' in c["Trainer"].exec_properties["train_args"]
     assert '"num_steps": 7' in c["Trainer"].exec_properties["eval_args"]
     assert '"batch_size": 128' in c["Trainer"].exec_properties["custom_config"]
+    assert '"models_sha256"' in c["Trainer"].exec_properties["custom_config"]
+    assert '"models_sha256"' in c["Transform"].exec_properties["custom_config"]
     push = c["Pusher"].exec_properties["push_destination"]
     assert os.path.join(config.serving_dir, config.model_name) in push
+
+
+def test_editing_the_schema_or_model_code_changes_the_cache_keys(tmp_path):
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text(open(PipelineConfig().schema_path).read())
+    config = PipelineConfig(output_dir=str(tmp_path / "out"), schema_path=str(schema))
+    before = {c.id: c.exec_properties for c in create_pipeline(config).components}
+    schema.write_text(schema.read_text() + "\n# edited\n")
+    after = {c.id: c.exec_properties for c in create_pipeline(config).components}
+    assert before["ImportCuratedSchema"]["schema_sha256"] != after["ImportCuratedSchema"]["schema_sha256"]
+    assert before["Trainer"]["custom_config"] == after["Trainer"]["custom_config"]
 
 
 def test_pipeline_level_settings(config):
