@@ -39,8 +39,10 @@ def run_fn(fn_args: FnArgs) -> None:
     model = build_model(ModelConfig.from_dict(custom_config))
     steps_per_epoch = max(1, fn_args.train_steps // epochs)
     logging.info("Training %d epochs of %d steps, batch size %d", epochs, steps_per_epoch, batch_size)
+    # Per-epoch lines when the run is verbose (INFO logging), silence otherwise.
+    verbose = 2 if logging.getLogger().isEnabledFor(logging.INFO) else 0
     model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
-              validation_data=evaluation, validation_steps=fn_args.eval_steps, verbose=2,
+              validation_data=evaluation, validation_steps=fn_args.eval_steps, verbose=verbose,
               callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     model.save(fn_args.serving_model_dir, save_format="tf",
                signatures=make_signatures(model, tf_transform_output))

@@ -95,8 +95,9 @@ def _load_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
     for failure in validation.metric_validations_per_slice:
         slice_name = _slice_name(tfma.slicer.deserialize_slice_key(failure.slice_key))
         for f in failure.failures:
+            what = f"{f.metric_key.name} change vs baseline" if f.metric_key.is_diff else f.metric_key.name
             summary.blessing_failures.append(
-                f"{f.metric_key.name} on {slice_name} = {f.metric_value.double_value.value:.4f} "
+                f"{what} on {slice_name} = {f.metric_value.double_value.value:.4f} "
                 f"fails {_threshold_text(f.metric_threshold)}")
     for reason in validation.missing_thresholds or []:
         summary.blessing_failures.append(f"missing threshold: {reason}")
