@@ -4,9 +4,8 @@ PYTHON ?= python3.10
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-# Keras 2 for every process make starts (the packages set it too; this covers tools like pytest plugins).
+# Keras 2 for every process make starts (the packages set it too; this also covers pytest plugins).
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install run test test-fast bench quality lock clean
 

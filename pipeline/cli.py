@@ -100,8 +100,9 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
     except data_checks.InputDataError as e:
         _error(f"[bold red]Bad input data[/]: {escape(str(e))}")
         sys.exit(EXIT_BAD_INPUT)
-    console.print(f"Running [bold]{config.pipeline_name}[/] on {rows:,} rows from {config.data_root}")
-    console.print(f"Artifacts and metadata: {config.output_dir}")
+    console.print(f"Running [bold]{config.pipeline_name}[/] on {rows:,} rows from "
+                  f"{escape(config.data_root)}", soft_wrap=True)
+    console.print(f"Artifacts and metadata: {escape(config.output_dir)}", soft_wrap=True)
 
     from pipeline import local_runner  # pylint: disable=import-outside-toplevel
 

@@ -1,5 +1,6 @@
 """Renders a RunSummary for people: components, metrics by slice, the blessing decision, the push."""
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.run_summary import RunSummary
@@ -41,7 +42,8 @@ def metrics_table(summary: RunSummary) -> Table:
     slices = sorted(summary.metrics, key=_slice_order)
     for name in slices:
         values = summary.metrics[name]
-        table.add_row(name, *(_format(values.get(key), pattern) for key, _, pattern in METRIC_COLUMNS))
+        table.add_row(escape(name),
+                      *(_format(values.get(key), pattern) for key, _, pattern in METRIC_COLUMNS))
     return table
 
 
@@ -54,9 +56,10 @@ def render(summary: RunSummary, console: Console) -> None:
     elif summary.blessed is False:
         console.print("[yellow]Model not blessed, so nothing was pushed[/]. Failed checks:")
         for failure in summary.blessing_failures or ["(no details recorded)"]:
-            console.print(f"  - {failure}")
+            console.print(f"  - {escape(failure)}", soft_wrap=True)
     pusher = summary.component("Pusher")
     if summary.pushed_path and pusher and pusher.state == "cached":
-        console.print(f"Nothing changed, nothing new pushed; serving {summary.pushed_path}")
+        console.print(f"Nothing changed, nothing new pushed; serving {escape(summary.pushed_path)}",
+                      soft_wrap=True)
     elif summary.pushed_path:
-        console.print(f"[green]Pushed[/] {summary.pushed_path}")
+        console.print(f"[green]Pushed[/] {escape(summary.pushed_path)}", soft_wrap=True)
