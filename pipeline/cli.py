@@ -21,8 +21,9 @@ from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig  # noqa: E402
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 120)
 
-EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_BUSY = 3
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -104,10 +105,14 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
                   f"{escape(config.data_root)}", soft_wrap=True)
     console.print(f"Artifacts and metadata: {escape(config.output_dir)}", soft_wrap=True)
 
-    from pipeline import local_runner  # pylint: disable=import-outside-toplevel
+    from pipeline import local_runner, run_lock  # pylint: disable=import-outside-toplevel
 
     started = time.time()
-    outcome = local_runner.run(config)
+    try:
+        outcome = local_runner.run(config)
+    except run_lock.RunLockedError as e:
+        _error(f"[bold red]Busy[/]: {escape(str(e))}")
+        sys.exit(EXIT_BUSY)
     elapsed = time.time() - started
     if outcome.summary is not None:
         from pipeline.summary_view import render  # pylint: disable=import-outside-toplevel
@@ -141,3 +146,47 @@ def summary(output_dir, run_id):
     except (FileNotFoundError, LookupError) as e:
         _error(f"[red]{escape(str(e))}[/]")
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True)
+def runs(output_dir):
+    """List past runs from the metadata store: what ran, the AUC, blessed or not, what was pushed."""
+    _quiet_libraries(False)
+    from rich.table import Table  # pylint: disable=import-outside-toplevel
+
+    from pipeline.run_summary import open_store, run_ids, summarize  # pylint: disable=import-outside-toplevel
+
+    config = PipelineConfig(output_dir=output_dir, data_root=".")
+    if not os.path.exists(config.metadata_path):
+        _error(f"[red]No metadata store at {escape(config.metadata_path)}: has the pipeline run here?[/]")
+        sys.exit(EXIT_FAILED)
+    table = Table(title=f"Runs of {config.pipeline_name} in {escape(config.output_dir)}")
+    for column in ("run id", "ran", "cached", "failed", "AUC", "blessed", "pushed"):
+        table.add_column(column)
+    for run_id in run_ids(open_store(config.metadata_path), config.pipeline_name):
+        s = summarize(config.metadata_path, config.pipeline_name, run_id)
+        states = [c.state for c in s.components]
+        auc = s.metrics.get("Overall", {}).get("auc")
+        pushed = s.to_record()["pushed_this_run"]
+        table.add_row(run_id, str(states.count("ran")), str(states.count("cached")),
+                      str(states.count("failed")), "-" if auc is None else f"{auc:.4f}",
+                      {True: "yes", False: "no", None: "-"}[s.blessed],
+                      escape(os.path.basename(s.pushed_path)) if pushed else "-")
+    console.print(table)
+
+
+@main.command()
+@click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True)
+@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
+def rollback(serving_dir, model_name):
+    """Serve the previous pushed version again: the newest moves to <serving-dir>/.rolled_back/."""
+    from pipeline import serving_dir as serving  # pylint: disable=import-outside-toplevel
+
+    try:
+        moved, now_serving = serving.rollback(os.path.abspath(serving_dir), model_name)
+    except serving.RollbackError as e:
+        _error(f"[red]{escape(str(e))}[/]")
+        sys.exit(EXIT_FAILED)
+    console.print(f"Rolled back: {escape(moved)} moved aside; now serving {escape(now_serving)}",
+                  soft_wrap=True)

@@ -1,12 +1,14 @@
-"""Runs `create_pipeline(config)` with TFX's LocalDagRunner and reads back what happened."""
+"""Runs `create_pipeline(config)` with TFX's LocalDagRunner, reads back what happened, records it."""
 import dataclasses
+import json
+import os
 import time
 from typing import Optional
 
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from components.data_gate import DataValidationError
-from pipeline import beam_tuning
+from pipeline import beam_tuning, run_lock
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import RunSummary, summarize
@@ -23,8 +25,22 @@ class RunOutcome:
         return isinstance(self.error, DataValidationError)
 
 
+RUNS_DIR = "runs"
+
+
 def run(config: PipelineConfig) -> RunOutcome:
-    """Runs the pipeline; never raises for a failed component, returns the error instead."""
+    """Runs the pipeline; never raises for a failed component, returns the error instead.
+
+    Raises run_lock.RunLockedError if another run holds `config.output_dir`. Every run, failed or
+    not, leaves a JSON record in `<output_dir>/runs/`.
+    """
+    with run_lock.exclusive_run(config.output_dir):
+        outcome = _run_unlocked(config)
+        write_record(config, outcome)
+    return outcome
+
+
+def _run_unlocked(config: PipelineConfig) -> RunOutcome:
     beam_tuning.install()
     started_ms = int(time.time() * 1000)
     error = None
@@ -41,3 +57,18 @@ def run(config: PipelineConfig) -> RunOutcome:
     failed = next((c.name for c in summary.components if c.state in ("failed", "running")),
                   None) if summary else None
     return RunOutcome(summary=summary, error=error, failed_component=failed)
+
+
+def write_record(config: PipelineConfig, outcome: RunOutcome) -> str:
+    record = outcome.summary.to_record() if outcome.summary else {
+        "run_id": f"not-started-{time.strftime('%Y-%m-%dT%H-%M-%S')}"}
+    record.update({
+        "config": dataclasses.asdict(config),
+        "error": f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else None,
+        "failed_component": outcome.failed_component,
+    })
+    os.makedirs(os.path.join(config.output_dir, RUNS_DIR), exist_ok=True)
+    path = os.path.join(config.output_dir, RUNS_DIR, record["run_id"].replace(":", "-") + ".json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2, default=str)
+    return path

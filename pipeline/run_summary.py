@@ -32,9 +32,27 @@ class RunSummary:
     blessed: Optional[bool] = None
     blessing_failures: List[str] = dataclasses.field(default_factory=list)
     pushed_path: Optional[str] = None
+    # What the run read: ExampleGen's input directory, its content fingerprint and span.
+    data: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
+
+    def to_record(self) -> dict:
+        """A JSON-ready record: statuses, durations, data, metrics, blessing, push."""
+        return {
+            "run_id": self.run_id,
+            "started_ms": self.started_ms,
+            "data": self.data,
+            "components": [{"name": c.name, "state": c.state, "seconds": round(c.seconds, 3)}
+                           for c in self.components],
+            "metrics": self.metrics,
+            "blessed": self.blessed,
+            "blessing_failures": self.blessing_failures,
+            "pushed_path": self.pushed_path,
+            "pushed_this_run": bool(self.pushed_path) and getattr(
+                self.component("Pusher"), "state", None) == "ran",
+        }
 
 
 def open_store(metadata_path: str, read_only: bool = True) -> mlmd.MetadataStore:
@@ -64,18 +82,23 @@ def _outputs(store, execution) -> Dict[str, list]:
     return outputs
 
 
-def latest_run_id(store, pipeline_name: str) -> Optional[str]:
-    """The run id of the pipeline's most recent execution (other pipelines may share the store)."""
+def run_ids(store, pipeline_name: str) -> List[str]:
+    """Every run of the pipeline in the store, oldest first (other pipelines may share the store)."""
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_context is None:
-        return None
-    executions = store.get_executions_by_context(pipeline_context.id)
-    if not executions:
-        return None
-    latest = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
+        return []
     run_type = store.get_context_type("pipeline_run")
-    return next((c.name for c in store.get_contexts_by_execution(latest.id)
-                 if c.type_id == run_type.id), None)
+    runs = {}
+    for execution in store.get_executions_by_context(pipeline_context.id):
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.type_id == run_type.id:
+                runs[context.name] = (context.create_time_since_epoch, context.id)
+    return sorted(runs, key=runs.get)
+
+
+def latest_run_id(store, pipeline_name: str) -> Optional[str]:
+    ids = run_ids(store, pipeline_name)
+    return ids[-1] if ids else None
 
 
 def _slice_name(slice_key) -> str:
@@ -134,6 +157,13 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
             state=_STATES.get(execution.last_known_state, "unknown"),
             seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
             outputs=_outputs(store, execution)))
+
+    for execution in store.get_executions_by_context(context.id):
+        if "input_fingerprint" in execution.custom_properties:  # ExampleGen
+            props = execution.custom_properties
+            summary.data = {"input_base": props["input_base"].string_value,
+                            "input_fingerprint": props["input_fingerprint"].string_value,
+                            "span": str(props["span"].int_value)}
 
     evaluator = summary.component("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):

@@ -1,4 +1,5 @@
 """The whole pipeline through the CLI on a 3,000-row taxi sample: push, serve raw examples, re-run cached."""
+import json
 import os
 import subprocess
 import sys
@@ -120,6 +121,21 @@ def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
     assert len(states) == 9 and all(state == "cached" for state in states.values()), states
     assert runs["versions_second"] == runs["versions_first"]
     assert "nothing new pushed" in runs["second"].stdout
+
+
+def test_every_run_leaves_a_record_and_the_runs_command_lists_them(runs):
+    records_dir = runs["root"] / "out" / "runs"
+    records = [json.loads(p.read_text()) for p in sorted(records_dir.glob("*.json"))]
+    assert len(records) >= 2
+    first = min(records, key=lambda r: r["started_ms"])
+    assert first["blessed"] is True and first["pushed_this_run"] is True
+    assert first["data"]["input_fingerprint"] and first["metrics"]["Overall"]["auc"] > 0.85
+    assert {c["name"] for c in first["components"]} >= {"Transform", "Trainer", "Evaluator"}
+    listing = subprocess.run([sys.executable, "-m", "pipeline", "runs", "--output-dir",
+                              str(runs["root"] / "out")], capture_output=True, text=True,
+                             timeout=300)
+    assert listing.returncode == 0, listing.stderr
+    assert first["run_id"] in listing.stdout
 
 
 def test_unblessed_model_is_a_normal_outcome(runs):
