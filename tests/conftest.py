@@ -1,6 +1,8 @@
 """Shared fixtures: real taxi rows from the tfx package, written to small CSV samples."""
 import csv
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before anything imports TensorFlow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,6 +12,22 @@ import pytest  # noqa: E402
 from pipeline.config import default_data_root  # noqa: E402
 
 TAXI_CSV = os.path.join(default_data_root(), "data.csv")
+
+
+def cli_command(*args):
+    return [sys.executable, "-m", "pipeline", "run", *args]
+
+
+def cli_env():
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)  # the project must set it itself
+    return env
+
+
+def run_cli(*args, timeout=900):
+    """`python -m pipeline run ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=cli_env(),
+                          timeout=timeout)
 
 
 def read_taxi_rows():

@@ -13,18 +13,11 @@ from models import features
 from models.raw_examples import column_types, to_tf_examples
 from pipeline.config import DEFAULT_SCHEMA_PATH
 from pipeline.run_summary import summarize
-from tests.conftest import write_csv
+from tests.conftest import run_cli, write_csv
 
 pytestmark = pytest.mark.slow
 
 PIPELINE_NAME = "taxi_big_tipper"
-
-
-def run_cli(*args, timeout=900):
-    env = dict(os.environ)
-    env.pop("TF_USE_LEGACY_KERAS", None)  # the project must set it itself
-    return subprocess.run([sys.executable, "-m", "pipeline", "run", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
 
 
 def _label(row):
@@ -136,6 +129,16 @@ def test_every_run_leaves_a_record_and_the_runs_command_lists_them(runs):
                              timeout=300)
     assert listing.returncode == 0, listing.stderr
     assert first["run_id"] in listing.stdout
+
+
+def test_a_weaker_model_than_the_blessed_one_is_not_pushed(runs):
+    """One training step after a good model: the summary names the failed metric and slice."""
+    result = run_cli(*runs["args"], "--train-steps", "1", "--epochs", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Model not blessed" in result.stdout
+    assert "auc change vs baseline on Overall" in result.stdout
+    assert "no-regression check" in result.stdout
+    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
 
 
 def test_unblessed_model_is_a_normal_outcome(runs):
