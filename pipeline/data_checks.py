@@ -2,9 +2,11 @@
 
 ExampleValidator (inside the pipeline) judges the data against the schema; these checks catch what would
 otherwise surface as an obscure error deep inside ExampleGen or Transform: no files, empty files, a
-missing column, text in a numeric column, bytes that are not UTF-8.
+missing column, rows with the wrong number of fields, text or NaN/inf in a numeric column, bytes that
+are not UTF-8.
 """
 import csv
+import math
 import os
 from typing import Iterable, List, Sequence
 
@@ -36,12 +38,11 @@ def _data_files(data_root: str) -> List[str]:
     return files
 
 
-def _is_number(value: str) -> bool:
+def _is_finite_number(value: str) -> bool:
     try:
-        float(value)
+        return math.isfinite(float(value))
     except ValueError:
         return False
-    return True
 
 
 def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRED_TRAINING_COLUMNS,
@@ -65,11 +66,16 @@ def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRE
                     f"header (values may be empty where unknown). Columns found: {', '.join(header)}.")
             numeric = [(header.index(c), c) for c in numeric_columns if c in header]
             for rows, row in enumerate(reader, start=1):
+                if len(row) != len(header):
+                    problems.append(
+                        f"line {reader.line_num}: {len(row)} fields where the header has "
+                        f"{len(header)} (an unbalanced quote or a stray comma?)")
+                    continue
                 for index, column in numeric:
-                    value = row[index].strip() if index < len(row) else ""
-                    if value and not _is_number(value):
+                    value = row[index].strip()
+                    if value and not _is_finite_number(value):
                         problems.append(f"line {reader.line_num}, column '{column}': {value!r} is "
-                                        "not a number")
+                                        "not a finite number")
                 if len(problems) > MAX_REPORTED_PROBLEMS:
                     break
     except UnicodeDecodeError as e:
@@ -79,8 +85,8 @@ def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRE
         shown = "\n  - ".join(problems[:MAX_REPORTED_PROBLEMS])
         more = " (and more)" if len(problems) > MAX_REPORTED_PROBLEMS else ""
         raise InputDataError(
-            f"{path} has text in numeric columns{more}:\n  - {shown}\nFix the values, or leave the "
-            "cell empty where the value is unknown (empty cells are imputed).")
+            f"{path} has malformed rows or values{more}:\n  - {shown}\nFix the rows; where a value "
+            "is unknown, leave the cell empty (empty cells are imputed; NaN and inf are not allowed).")
     if rows == 0:
         raise InputDataError(
             f"{path} has a header but no data rows. Add rows or remove the file.")

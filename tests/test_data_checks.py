@@ -88,3 +88,21 @@ def test_non_utf8_bytes(tmp_path, sample):
 def test_every_column_the_model_reads_is_required():
     for column in features.SERVING_COLUMNS + features.LABEL_SOURCE_COLUMNS:
         assert column in features.REQUIRED_TRAINING_COLUMNS
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity"])
+def test_nan_and_inf_are_rejected(tmp_path, sample, value):
+    fieldnames, rows = sample
+    for row in rows[:30]:  # a storm, not a single cell
+        row["trip_miles"] = value
+    write_csv(str(tmp_path / "data.csv"), fieldnames, rows)
+    with pytest.raises(InputDataError, match=rf"line 2, column 'trip_miles': '{value}' is not a finite"):
+        check_data_root(str(tmp_path))
+
+
+def test_rows_with_the_wrong_number_of_fields(tmp_path, sample):
+    path = write_csv(str(tmp_path / "data.csv"), *sample)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('1,2,"unbalanced quote,3\n')
+    with pytest.raises(InputDataError, match=r"line 52: \d+ fields where the header has 18"):
+        check_data_root(str(tmp_path))

@@ -155,7 +155,7 @@ def test_bad_input_exits_non_zero_with_file_and_column(tmp_path, taxi_rows, case
     data = tmp_path / "data"
     expected = {"missing_dir": "does not exist", "header_only": "has a header but no data rows",
                 "missing_column": "missing required column(s): company",
-                "text_in_number": "column 'trip_miles': 'n/a' is not a number"}[case]
+                "text_in_number": "column 'trip_miles': 'n/a' is not a finite number"}[case]
     if case == "header_only":
         write_csv(str(data / "trips.csv"), fieldnames, [])
     elif case == "missing_column":
