@@ -13,6 +13,9 @@ from tfx.types.standard_artifacts import ExampleAnomalies
 from tfx.types import standard_artifact_utils
 from tfx.utils import io_utils
 
+# Columns the schema does not know are not read by the model; the input checks warn about them.
+TOLERATED = {anomalies_pb2.AnomalyInfo.SCHEMA_NEW_COLUMN}
+
 SCHEMA_HINT = ("Fix the data, or, if the change is intended, update the curated schema "
                "(schemas/schema.pbtxt; see the README's 'Your own data').")
 
@@ -29,6 +32,8 @@ def describe_anomalies(anomalies_artifact) -> List[str]:
         anomalies = anomalies_pb2.Anomalies()
         anomalies.ParseFromString(io_utils.read_bytes_file(os.path.join(split_uri, "SchemaDiff.pb")))
         for column, info in sorted(anomalies.anomaly_info.items()):
+            if {r.type for r in info.reason} <= TOLERATED:
+                continue
             details = "; ".join(r.description for r in info.reason) or info.description
             lines.append(f"[{split}] column '{column}': {info.short_description}. {details}")
         if anomalies.HasField("dataset_anomaly_info"):

@@ -84,6 +84,9 @@ SERVING_COLUMNS: Tuple[str, ...] = (
     NUMERIC_FEATURES + tuple(VOCAB_FEATURES) + tuple(CATEGORY_FEATURES) + location_columns())
 # Raw columns a training CSV must have.
 REQUIRED_TRAINING_COLUMNS: Tuple[str, ...] = tuple(dict.fromkeys(SERVING_COLUMNS + LABEL_SOURCE_COLUMNS))
+# Columns the schema knows but the model does not read (kept for lineage and statistics).
+OTHER_SCHEMA_COLUMNS = ("trip_start_timestamp", "pickup_census_tract", "dropoff_census_tract")
+KNOWN_COLUMNS: Tuple[str, ...] = REQUIRED_TRAINING_COLUMNS + OTHER_SCHEMA_COLUMNS
 # Raw columns whose values must parse as numbers.
 NUMERIC_COLUMNS: Tuple[str, ...] = (
     NUMERIC_FEATURES + tuple(CATEGORY_FEATURES) + location_columns() + (TIPS_KEY,))

@@ -97,11 +97,13 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
     from pipeline import data_checks  # pylint: disable=import-outside-toplevel
 
     try:
-        rows = data_checks.check_data_root(config.data_root)
+        check = data_checks.check_data_root(config.data_root)
     except data_checks.InputDataError as e:
         _error(f"[bold red]Bad input data[/]: {escape(str(e))}")
         sys.exit(EXIT_BAD_INPUT)
-    console.print(f"Running [bold]{config.pipeline_name}[/] on {rows:,} rows from "
+    for warning in check.warnings:
+        _error(f"[yellow]Warning[/]: {escape(warning)}")
+    console.print(f"Running [bold]{config.pipeline_name}[/] on {check.rows:,} rows from "
                   f"{escape(config.data_root)}", soft_wrap=True)
     console.print(f"Artifacts and metadata: {escape(config.output_dir)}", soft_wrap=True)
 

@@ -6,6 +6,7 @@ missing column, rows with the wrong number of fields, text or NaN/inf in a numer
 are not UTF-8.
 """
 import csv
+import dataclasses
 import math
 import os
 from typing import Iterable, List, Sequence
@@ -17,6 +18,12 @@ MAX_REPORTED_PROBLEMS = 5
 
 class InputDataError(ValueError):
     """The input CSV files cannot be used; the message says which file, column and what to do."""
+
+
+@dataclasses.dataclass
+class DataCheck:
+    rows: int
+    warnings: List[str]
 
 
 def _data_files(data_root: str) -> List[str]:
@@ -46,9 +53,11 @@ def _is_finite_number(value: str) -> bool:
 
 
 def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRED_TRAINING_COLUMNS,
-                   numeric_columns: Iterable[str] = features.NUMERIC_COLUMNS) -> int:
-    """Returns the file's number of data rows; raises InputDataError on the first unusable file."""
+                   numeric_columns: Iterable[str] = features.NUMERIC_COLUMNS,
+                   known_columns: Iterable[str] = features.KNOWN_COLUMNS) -> DataCheck:
+    """Counts the file's data rows and warns of unknown columns; raises InputDataError if unusable."""
     problems: List[str] = []
+    warnings: List[str] = []
     rows = 0
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -64,6 +73,10 @@ def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRE
                 raise InputDataError(
                     f"{path} is missing required column(s): {', '.join(missing)}. Add them to the "
                     f"header (values may be empty where unknown). Columns found: {', '.join(header)}.")
+            unknown = [c for c in header if c not in set(known_columns)]
+            if unknown:
+                warnings.append(f"{path}: column(s) {', '.join(unknown)} are not used by the model "
+                                "and are ignored.")
             numeric = [(header.index(c), c) for c in numeric_columns if c in header]
             for rows, row in enumerate(reader, start=1):
                 if len(row) != len(header):
@@ -90,9 +103,10 @@ def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRE
     if rows == 0:
         raise InputDataError(
             f"{path} has a header but no data rows. Add rows or remove the file.")
-    return rows
+    return DataCheck(rows=rows, warnings=warnings)
 
 
-def check_data_root(data_root: str) -> int:
-    """Checks every file under `data_root`; returns the total number of data rows."""
-    return sum(check_csv_file(path) for path in _data_files(data_root))
+def check_data_root(data_root: str) -> DataCheck:
+    """Checks every file under `data_root`; returns the total rows and any warnings."""
+    checks = [check_csv_file(path) for path in _data_files(data_root)]
+    return DataCheck(rows=sum(c.rows for c in checks), warnings=[w for c in checks for w in c.warnings])

@@ -18,7 +18,19 @@ def test_the_taxi_sample_passes_and_rows_are_counted(tmp_path, sample):
     fieldnames, rows = sample
     write_csv(str(tmp_path / "a.csv"), fieldnames, rows[:30])
     write_csv(str(tmp_path / "b.csv"), fieldnames, rows[30:])
-    assert check_data_root(str(tmp_path)) == len(rows)
+    check = check_data_root(str(tmp_path))
+    assert check.rows == len(rows) and check.warnings == []
+
+
+def test_unknown_columns_are_allowed_with_a_warning(tmp_path, sample):
+    fieldnames, rows = sample
+    for row in rows:
+        row["driver_rating"] = "5"
+    write_csv(str(tmp_path / "data.csv"), fieldnames + ["driver_rating"], rows)
+    check = check_data_root(str(tmp_path))
+    assert check.rows == len(rows)
+    assert check.warnings == [f"{tmp_path / 'data.csv'}: column(s) driver_rating are not used by the "
+                              "model and are ignored."]
 
 
 def test_missing_directory(tmp_path):
@@ -74,7 +86,7 @@ def test_empty_numeric_cells_are_allowed(tmp_path, sample):
     for row in rows:
         row["trip_seconds"] = ""
     write_csv(str(tmp_path / "data.csv"), fieldnames, rows)
-    assert check_data_root(str(tmp_path)) == len(rows)
+    assert check_data_root(str(tmp_path)).rows == len(rows)
 
 
 def test_non_utf8_bytes(tmp_path, sample):
@@ -106,3 +118,9 @@ def test_rows_with_the_wrong_number_of_fields(tmp_path, sample):
         f.write('1,2,"unbalanced quote,3\n')
     with pytest.raises(InputDataError, match=r"line 52: \d+ fields where the header has 18"):
         check_data_root(str(tmp_path))
+
+
+def test_every_column_in_the_schema_is_known():
+    from models.raw_examples import column_types
+    from pipeline.config import DEFAULT_SCHEMA_PATH
+    assert set(column_types(DEFAULT_SCHEMA_PATH)) == set(features.KNOWN_COLUMNS)

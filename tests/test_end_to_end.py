@@ -25,9 +25,9 @@ def _label(row):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, small_data_root):
+def runs(tmp_path_factory, everyday_data_root):
     root = tmp_path_factory.mktemp("e2e")
-    args = ["--data-root", small_data_root, "--output-dir", str(root / "out"),
+    args = ["--data-root", everyday_data_root, "--output-dir", str(root / "out"),
             "--serving-dir", str(root / "serving"), "--train-steps", "300", "--eval-steps", "10"]
     push_dir = root / "serving" / "big_tipper"
     first = run_cli(*args)
@@ -54,6 +54,8 @@ def held_out(taxi_rows):
 
 def test_first_run_pushes_one_servable_version(runs, pushed):
     assert "Model blessed" in runs["first"].stdout and "Pushed" in runs["first"].stdout
+    # The extra column is reported and tolerated, as are the few unseen companies.
+    assert "column(s) export_batch are not used by the model" in runs["first"].stderr
     assert os.path.basename(pushed).isdigit()  # TF Serving's <model>/<version>/ layout
     assert os.path.isfile(os.path.join(pushed, "saved_model.pb"))
     assert os.path.isdir(os.path.join(pushed, "assets"))  # the vocabularies travel with the model
@@ -149,28 +151,49 @@ def test_unblessed_model_is_a_normal_outcome(runs):
     assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
 
 
-@pytest.mark.parametrize("case", ["missing_dir", "header_only", "missing_column", "text_in_number"])
+BAD_INPUTS = {
+    # case: (what the message must say, how to break a 20-row file)
+    "missing_dir": ("does not exist", None),
+    "empty_file": ("is empty", lambda path, fields, rows: open(path, "w").close()),
+    "header_only": ("has a header but no data rows",
+                    lambda path, fields, rows: write_csv(path, fields, [])),
+    "missing_column": ("missing required column(s): company",
+                       lambda path, fields, rows: write_csv(
+                           path, [f for f in fields if f != "company"],
+                           [{k: v for k, v in r.items() if k != "company"} for r in rows])),
+    "label_missing": ("missing required column(s): tips",
+                      lambda path, fields, rows: write_csv(
+                          path, [f for f in fields if f != "tips"],
+                          [{k: v for k, v in r.items() if k != "tips"} for r in rows])),
+    "text_in_number": ("line 9, column 'trip_miles': 'n/a' is not a finite number",
+                       lambda path, fields, rows: write_csv(
+                           path, fields, [dict(r, trip_miles="n/a") if i == 7 else r
+                                          for i, r in enumerate(rows)])),
+    "nan_storm": ("column 'fare': 'nan' is not a finite number",
+                  lambda path, fields, rows: write_csv(path, fields,
+                                                       [dict(r, fare="nan") for r in rows])),
+    "malformed_row": ("fields where the header has 18",
+                      lambda path, fields, rows: (write_csv(path, fields, rows),
+                                                  open(path, "a").write('1,"2,3\n'))),
+    "not_utf8": ("is not UTF-8",
+                 lambda path, fields, rows: (write_csv(path, fields, rows),
+                                             open(path, "ab").write(b"\xff\xfe\n"))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_exits_non_zero_with_file_and_column(tmp_path, taxi_rows, case):
     fieldnames, rows = taxi_rows
     data = tmp_path / "data"
-    expected = {"missing_dir": "does not exist", "header_only": "has a header but no data rows",
-                "missing_column": "missing required column(s): company",
-                "text_in_number": "column 'trip_miles': 'n/a' is not a finite number"}[case]
-    if case == "header_only":
-        write_csv(str(data / "trips.csv"), fieldnames, [])
-    elif case == "missing_column":
-        kept = [f for f in fieldnames if f != "company"]
-        write_csv(str(data / "trips.csv"), kept, [{k: r[k] for k in kept} for r in rows[:20]])
-    elif case == "text_in_number":
-        bad = [dict(r) for r in rows[:20]]
-        bad[7]["trip_miles"] = "n/a"
-        write_csv(str(data / "trips.csv"), fieldnames, bad)
+    expected, make = BAD_INPUTS[case]
+    if make is not None:
+        data.mkdir()
+        make(str(data / "trips.csv"), fieldnames, [dict(r) for r in rows[:20]])
     result = run_cli("--data-root", str(data), "--output-dir", str(tmp_path / "out"),
                      "--serving-dir", str(tmp_path / "serving"), timeout=300)
     assert result.returncode == 2
     assert expected in result.stderr
-    if case != "missing_dir":
-        assert str(data / "trips.csv") in result.stderr.replace("\n", "")
+    assert str(data / "trips.csv" if make else data) in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "serving").exists()
 
@@ -186,4 +209,15 @@ def test_schema_anomalies_stop_the_run_before_training(tmp_path, taxi_rows):
     summary = summarize(str(tmp_path / "out" / "metadata.sqlite"), PIPELINE_NAME)
     ran = {c.name for c in summary.components}
     assert "DataValidationGate" in ran and not ran & {"Transform", "Trainer", "Pusher"}
+    assert not (tmp_path / "serving").exists()
+
+
+def test_an_unseen_category_in_most_rows_stops_the_run(tmp_path, taxi_rows):
+    fieldnames, rows = taxi_rows
+    data = [dict(r, payment_type="Crypto") if i % 5 else dict(r) for i, r in enumerate(rows[:500])]
+    write_csv(str(tmp_path / "data" / "trips.csv"), fieldnames, data)
+    result = run_cli("--data-root", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
+                     "--serving-dir", str(tmp_path / "serving"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "column 'payment_type'" in result.stderr and "Crypto" in result.stderr
     assert not (tmp_path / "serving").exists()
