@@ -122,7 +122,7 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
         render(outcome.summary, console)
     if outcome.error is not None:
         cause = _root_cause(outcome.error)
-        if isinstance(cause, data_checks.InputDataError) or outcome.bad_data:
+        if outcome.bad_data:
             _error("[bold red]Bad input data[/] (nothing was trained or pushed): "
                    f"{escape(str(cause))}")
             sys.exit(EXIT_BAD_INPUT)
@@ -142,7 +142,7 @@ def summary(output_dir, run_id):
     from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
     from pipeline.summary_view import render  # pylint: disable=import-outside-toplevel
 
-    config = PipelineConfig(output_dir=output_dir, data_root=".")
+    config = PipelineConfig(output_dir=output_dir)
     try:
         render(summarize(config.metadata_path, config.pipeline_name, run_id), console)
     except (FileNotFoundError, LookupError) as e:
@@ -159,7 +159,7 @@ def runs(output_dir):
 
     from pipeline.run_summary import open_store, run_ids, summarize  # pylint: disable=import-outside-toplevel
 
-    config = PipelineConfig(output_dir=output_dir, data_root=".")
+    config = PipelineConfig(output_dir=output_dir)
     if not os.path.exists(config.metadata_path):
         _error(f"[red]No metadata store at {escape(config.metadata_path)}: has the pipeline run here?[/]")
         sys.exit(EXIT_FAILED)
@@ -167,14 +167,14 @@ def runs(output_dir):
     for column in ("run id", "ran", "cached", "failed", "AUC", "blessed", "pushed"):
         table.add_column(column)
     for run_id in run_ids(open_store(config.metadata_path), config.pipeline_name):
-        s = summarize(config.metadata_path, config.pipeline_name, run_id)
-        states = [c.state for c in s.components]
-        auc = s.metrics.get("Overall", {}).get("auc")
-        pushed = s.to_record()["pushed_this_run"]
+        past = summarize(config.metadata_path, config.pipeline_name, run_id)
+        states = [c.state for c in past.components]
+        auc = past.metrics.get("Overall", {}).get("auc")
+        pushed = past.to_record()["pushed_this_run"]
         table.add_row(run_id, str(states.count("ran")), str(states.count("cached")),
                       str(states.count("failed")), "-" if auc is None else f"{auc:.4f}",
-                      {True: "yes", False: "no", None: "-"}[s.blessed],
-                      escape(os.path.basename(s.pushed_path)) if pushed else "-")
+                      {True: "yes", False: "no", None: "-"}[past.blessed],
+                      escape(os.path.basename(past.pushed_path)) if pushed else "-")
     console.print(table)
 
 
