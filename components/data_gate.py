@@ -24,21 +24,30 @@ class DataValidationError(RuntimeError):
     """The input data does not match the curated schema."""
 
 
+def describe(anomalies: anomalies_pb2.Anomalies, split: str, only_types=None) -> List[str]:
+    """One line per anomaly: split, column, what is wrong. `only_types` keeps just those reasons."""
+    lines = []
+    for column, info in sorted(anomalies.anomaly_info.items()):
+        reasons = [r for r in info.reason if only_types is None or r.type in only_types]
+        if not reasons or {r.type for r in reasons} <= TOLERATED:
+            continue
+        details = "; ".join(r.description for r in reasons) or info.description
+        short = "; ".join(dict.fromkeys(r.short_description for r in reasons))
+        lines.append(f"[{split}] column '{column}': {short}. {details}")
+    if only_types is None and anomalies.HasField("dataset_anomaly_info"):
+        info = anomalies.dataset_anomaly_info
+        lines.append(f"[{split}] whole dataset: {info.short_description}. {info.description}")
+    return lines
+
+
 def describe_anomalies(anomalies_artifact) -> List[str]:
-    """One line per anomaly in an ExampleAnomalies artifact: split, column, what is wrong."""
+    """Every anomaly ExampleValidator recorded, over all splits."""
     lines = []
     for split in standard_artifact_utils.decode_split_names(anomalies_artifact.split_names):
         split_uri = standard_artifact_utils.get_split_uri([anomalies_artifact], split)
         anomalies = anomalies_pb2.Anomalies()
         anomalies.ParseFromString(io_utils.read_bytes_file(os.path.join(split_uri, "SchemaDiff.pb")))
-        for column, info in sorted(anomalies.anomaly_info.items()):
-            if {r.type for r in info.reason} <= TOLERATED:
-                continue
-            details = "; ".join(r.description for r in info.reason) or info.description
-            lines.append(f"[{split}] column '{column}': {info.short_description}. {details}")
-        if anomalies.HasField("dataset_anomaly_info"):
-            info = anomalies.dataset_anomaly_info
-            lines.append(f"[{split}] whole dataset: {info.short_description}. {info.description}")
+        lines += describe(anomalies, split)
     return lines
 
 

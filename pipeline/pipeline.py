@@ -16,6 +16,8 @@ import models
 from components.baseline_resolver import LatestBlessedBaselineStrategy
 from components import fingerprints
 from components.data_gate import DataValidationGate
+from components.drift_check import DriftCheck
+from components.previous_statistics import PreviousDataStatisticsStrategy
 from components.schema_importer import ImportCuratedSchema
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config
@@ -48,6 +50,16 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
 
     data_gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"])
 
+    previous_statistics = resolver.Resolver(
+        strategy_class=PreviousDataStatisticsStrategy,
+        examples=example_gen.outputs["examples"],
+        statistics=Channel(type=standard_artifacts.ExampleStatistics),
+    ).with_id("previous_data_statistics_resolver")
+
+    drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
+                             schema=schema_gen.outputs["schema"],
+                             previous_statistics=previous_statistics.outputs["statistics"])
+
     transform = tfx_components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
@@ -56,7 +68,9 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         # Transform's time on the taxi data.
         disable_statistics=True,
         force_tf_compat_v1=True)
-    transform.add_upstream_node(data_gate)  # no training on data that broke the schema
+    # No training on data that broke the schema or drifted too far.
+    transform.add_upstream_node(data_gate)
+    transform.add_upstream_node(drift_check)
 
     trainer = tfx_components.Trainer(
         run_fn=RUN_FN,
@@ -90,7 +104,8 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                    transform, trainer, model_resolver, evaluator, pusher],
+                    previous_statistics, drift_check, transform, trainer, model_resolver, evaluator,
+                    pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(
             config.metadata_path),

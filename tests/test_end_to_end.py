@@ -113,7 +113,8 @@ def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
     states = {c.name: c.state for c in summary.components}
     # A resolver has no executor and is never cached: it re-queries MLMD (milliseconds).
     assert states.pop("latest_blessed_model_resolver") == "ran"
-    assert len(states) == 9 and all(state == "cached" for state in states.values()), states
+    assert states.pop("previous_data_statistics_resolver") == "ran"
+    assert len(states) == 10 and all(state == "cached" for state in states.values()), states
     assert runs["versions_second"] == runs["versions_first"]
     assert "nothing new pushed" in runs["second"].stdout
 
@@ -221,3 +222,20 @@ def test_an_unseen_category_in_most_rows_stops_the_run(tmp_path, taxi_rows):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "column 'payment_type'" in result.stderr and "Crypto" in result.stderr
     assert not (tmp_path / "serving").exists()
+
+
+def test_drift_from_the_previous_data_stops_the_run(runs, tmp_path, everyday_data_root):
+    """Same output directory, new data: every trip paid in cash moves payment_type far past the
+    schema's L-infinity threshold, though each value is valid on its own."""
+    fieldnames = open(os.path.join(everyday_data_root, "data.csv")).readline().strip().split(",")
+    import csv  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(everyday_data_root, "data.csv"), newline="") as f:
+        rows = [dict(r, payment_type="Cash") for r in csv.DictReader(f)]
+    write_csv(str(tmp_path / "drifted" / "data.csv"), fieldnames, rows)
+    args = list(runs["args"])
+    args[args.index("--data-root") + 1] = str(tmp_path / "drifted")
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "drifted from the previous run's data" in result.stderr
+    assert "column 'payment_type'" in result.stderr
+    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]

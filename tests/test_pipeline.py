@@ -9,7 +9,7 @@ from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "ExampleValidator",
-                  "DataValidationGate", "Transform", "Trainer", "latest_blessed_model_resolver",
+                  "DataValidationGate", "previous_data_statistics_resolver", "DriftCheck", "Transform", "Trainer", "latest_blessed_model_resolver",
                   "Evaluator", "Pusher"]
 
 
@@ -42,8 +42,10 @@ def test_wiring(components):
     assert _producer(c["StatisticsGen"].inputs["examples"]) == "CsvExampleGen"
     assert _producer(c["ExampleValidator"].inputs["schema"]) == "ImportCuratedSchema"
     assert _producer(c["DataValidationGate"].inputs["anomalies"]) == "ExampleValidator"
-    # Transform must wait for the gate even though it consumes none of its outputs.
-    assert "DataValidationGate" in {n.id for n in c["Transform"].upstream_nodes}
+    # Transform must wait for both gates even though it consumes none of their outputs.
+    assert {"DataValidationGate", "DriftCheck"} <= {n.id for n in c["Transform"].upstream_nodes}
+    assert _producer(c["DriftCheck"].inputs["statistics"]) == "StatisticsGen"
+    assert {n.id for n in c["previous_data_statistics_resolver"].upstream_nodes} == {"CsvExampleGen"}
     assert _producer(c["Trainer"].inputs["examples"]) == "Transform"
     assert _producer(c["Trainer"].inputs["transform_graph"]) == "Transform"
     assert _producer(c["Evaluator"].inputs["model"]) == "Trainer"

@@ -1,0 +1,39 @@
+"""Stops the run when the data drifted from the previous run's data beyond the schema's thresholds.
+
+TFX 1.16's ExampleValidator takes no previous statistics, so the drift comparators in the schema
+(`drift_comparator`: L-infinity distance for categorical columns, Jensen-Shannon divergence for numeric
+ones) would never be checked. This component checks them with TFDV against the statistics of the
+previous data the pipeline saw (resolved by components/previous_statistics.py).
+"""
+import os
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.components.statistics_gen import stats_artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import ExampleStatistics, Schema
+from tfx.utils import io_utils
+
+from components.data_gate import SCHEMA_HINT, DataValidationError, describe
+
+SPLIT = "train"
+DRIFT_TYPES = {anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
+               anomalies_pb2.AnomalyInfo.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH}
+
+
+@component
+def DriftCheck(statistics: InputArtifact[ExampleStatistics], schema: InputArtifact[Schema],
+               previous_statistics: InputArtifact[ExampleStatistics] = None) -> None:
+    """Raises DataValidationError naming each drifted column; passes when there is no previous data."""
+    if previous_statistics is None:
+        return
+    schema_proto = io_utils.SchemaReader().read(os.path.join(schema.uri, "schema.pbtxt"))
+    anomalies = tfdv.validate_statistics(
+        stats_artifact_utils.load_statistics(statistics, SPLIT).proto(), schema_proto,
+        previous_statistics=stats_artifact_utils.load_statistics(previous_statistics, SPLIT).proto())
+    problems = describe(anomalies, SPLIT, only_types=DRIFT_TYPES)
+    if problems:
+        raise DataValidationError(
+            "The data drifted from the previous run's data:\n  - " + "\n  - ".join(problems)
+            + "\n" + SCHEMA_HINT.replace("curated schema", "drift thresholds in the curated schema"))
