@@ -157,8 +157,6 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
             state=_STATES.get(execution.last_known_state, "unknown"),
             seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
             outputs=_outputs(store, execution)))
-
-    for execution in store.get_executions_by_context(context.id):
         if "input_fingerprint" in execution.custom_properties:  # ExampleGen
             props = execution.custom_properties
             summary.data = {"input_base": props["input_base"].string_value,

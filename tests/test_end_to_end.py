@@ -1,4 +1,5 @@
 """The whole pipeline through the CLI on a 3,000-row taxi sample: push, serve raw examples, re-run cached."""
+import csv
 import json
 import os
 import subprocess
@@ -227,10 +228,9 @@ def test_an_unseen_category_in_most_rows_stops_the_run(tmp_path, taxi_rows):
 def test_drift_from_the_previous_data_stops_the_run(runs, tmp_path, everyday_data_root):
     """Same output directory, new data: every trip paid in cash moves payment_type far past the
     schema's L-infinity threshold, though each value is valid on its own."""
-    fieldnames = open(os.path.join(everyday_data_root, "data.csv")).readline().strip().split(",")
-    import csv  # pylint: disable=import-outside-toplevel
-    with open(os.path.join(everyday_data_root, "data.csv"), newline="") as f:
-        rows = [dict(r, payment_type="Cash") for r in csv.DictReader(f)]
+    with open(os.path.join(everyday_data_root, "data.csv"), newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fieldnames, rows = reader.fieldnames, [dict(r, payment_type="Cash") for r in reader]
     write_csv(str(tmp_path / "drifted" / "data.csv"), fieldnames, rows)
     args = list(runs["args"])
     args[args.index("--data-root") + 1] = str(tmp_path / "drifted")
