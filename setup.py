@@ -23,8 +23,14 @@ setup(
         "ml-metadata==1.16.0",
         "tensorflow-serving-api==2.16.1",
         "click==8.5.1",
-        "rich==15.0.0",
+        "rich==13.9.4",
+        "starlette==1.7.0",
+        "uvicorn==0.54.0",
     ],
-    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
+    extras_require={
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+        "airflow": ["apache-airflow==2.11.0"],
+        "kfp": ["kfp==2.5.0"],
+    },
     entry_points={"console_scripts": ["taxi-pipeline=pipeline.cli:main"]},
 )
