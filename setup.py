@@ -9,8 +9,10 @@ setup(
     version="0.1.0",
     description="A production TFX pipeline: taxi CSV to a validated, evaluated, TF-Serving-ready model.",
     python_requires=">=3.9,<3.11",
+    # `schemas` (no __init__.py) is listed so a non-editable install, e.g. in the container image,
+    # carries schemas/schema.pbtxt next to the packages, where pipeline/config.py looks for it.
     packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*",
-                                    "components", "components.*"]),
+                                    "components", "components.*"]) + ["schemas"],
     package_data={"": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",

@@ -192,3 +192,43 @@ def rollback(serving_dir, model_name):
         sys.exit(EXIT_FAILED)
     console.print(f"Rolled back: {escape(moved)} moved aside; now serving {escape(now_serving)}",
                   soft_wrap=True)
+
+
+@main.command("compile")
+@click.option("--target", type=click.Choice(["kubeflow"]), required=True,
+              help="kubeflow: a Kubeflow Pipelines v2 / Vertex AI pipeline spec (needs the [kfp] extra).")
+@click.option("--image", required=True,
+              help="Container image every component runs in (built from the repo's Dockerfile).")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), default="taxi_pipeline.json",
+              show_default=True,
+              help=".json: a PipelineJob (Vertex AI); .yaml: a PipelineSpec (Kubeflow Pipelines).")
+@click.option("--pipeline-root", default="pipeline_output", show_default=True,
+              help="Where the components write artifacts, e.g. gs://bucket/taxi.")
+@click.option("--serving-dir", default="serving_model", show_default=True,
+              help="Blessed models are pushed to <serving-dir>/<model-name>/<version>/, e.g. gs://...")
+@click.option("--data-root", default=None,
+              help="Default of the `data_root` pipeline parameter. Default: the taxi sample in the image.")
+@click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
+              show_default=True, help="Default of the `train_steps` pipeline parameter.")
+@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
+@click.option("--auc-floor", type=click.FloatRange(0, 1), default=PipelineConfig.auc_floor,
+              show_default=True)
+def compile_(target, image, output_path, pipeline_root, serving_dir, data_root, train_steps,
+             model_name, auc_floor):
+    """Write the pipeline for an orchestrator: the same DAG `run` executes locally."""
+    del target  # one target so far; the option keeps the command open to others
+    _quiet_libraries(False)
+    try:
+        from pipeline import kubeflow  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+        _error(f"[red]Compiling for Kubeflow needs the kfp extra: pip install '.[kfp]' ({e})[/]")
+        sys.exit(EXIT_FAILED)
+    config = PipelineConfig(
+        data_root=data_root or kubeflow.IMAGE_TAXI_SAMPLE, output_dir=pipeline_root,
+        serving_dir=serving_dir, model_name=model_name, train_steps=train_steps,
+        auc_floor=auc_floor)
+    for warning in kubeflow.local_path_warnings(config):
+        _error(f"[yellow]Warning[/]: {escape(warning)}")
+    path = kubeflow.compile_pipeline(config, image, output_path)
+    console.print(f"Wrote {escape(path)} (image {escape(image)}; pipeline parameters: "
+                  f"{', '.join(kubeflow.RUNTIME_PARAMETERS)})", soft_wrap=True)

@@ -9,6 +9,11 @@ DEFAULT_SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schemas", "schema.pbtxt")
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
+def absolute(path: str) -> str:
+    """Local paths made absolute; URIs (gs://, s3://, hdfs://) left as they are."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def default_data_root() -> str:
     """The Chicago taxi sample that ships inside the tfx package."""
     import tfx  # pylint: disable=import-outside-toplevel
@@ -19,7 +24,7 @@ def default_data_root() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """Everything `create_pipeline` needs. Paths are made absolute on construction."""
+    """Everything `create_pipeline` needs. Local paths are made absolute on construction."""
     pipeline_name: str = "taxi_big_tipper"
     model_name: str = "big_tipper"
     data_root: str = dataclasses.field(default_factory=default_data_root)
@@ -42,7 +47,7 @@ class PipelineConfig:
 
     def __post_init__(self):
         for name in ("data_root", "output_dir", "serving_dir", "schema_path"):
-            object.__setattr__(self, name, os.path.abspath(getattr(self, name)))
+            object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.train_steps < 1 or self.eval_steps < 1 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("train_steps, eval_steps, epochs and batch_size must be positive.")
         if not 0.0 <= self.auc_floor <= 1.0:

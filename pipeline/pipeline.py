@@ -1,5 +1,9 @@
 """`create_pipeline(config)`: the TFX DAG, one component after another in the order data flows.
 
+Runners only choose where it runs: LocalDagRunner (pipeline/local_runner.py), Airflow
+(pipeline/airflow_dag.py) and Kubeflow Pipelines v2 / Vertex (pipeline/kubeflow.py). Kubeflow needs a
+few things said differently (`kubeflow=True`); the components and their wiring are the same.
+
 Imports name TFX's modules directly rather than `tfx.v1`, whose `extensions` import pulls in the Google
 Cloud AI Platform client: ~4 s of every run's start-up, a quarter of an unchanged (cached) re-run.
 """
@@ -7,7 +11,10 @@ import os
 
 from tfx import components as tfx_components
 from tfx.dsl.components.common import resolver
-from tfx.orchestration import metadata
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy)
+from tfx.orchestration import data_types, metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
@@ -19,7 +26,8 @@ from components.data_gate import DataValidationGate
 from components.drift_check import DriftCheck
 from components.previous_statistics import PreviousDataStatisticsStrategy
 from components.schema_importer import ImportCuratedSchema
-from pipeline.config import PipelineConfig
+from components.trainer import Trainer
+from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.evaluation import eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -27,13 +35,32 @@ RUN_FN = "models.trainer.run_fn"
 MODELS_PACKAGE_DIR = os.path.dirname(models.__file__)
 
 
-def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
-    """A pure function of the config (and the content of the schema and model code it names)."""
+def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
+    """A pure function of the config (and the content of the schema and model code it names).
+
+    kubeflow=True is the same DAG for Kubeflow Pipelines v2 / Vertex, which runs each component in
+    the project's container image and owns the metadata store: the data root and the train steps
+    become typed pipeline parameters (settable per run), the schema is named by its path inside the
+    project (the image carries the project), and the two resolvers use the strategies the Kubeflow V2
+    compiler can express as metadata queries.
+
+    Those Kubeflow resolvers lose the exclusion of this run's own artifacts that the local strategies
+    add for caching (components/previous_statistics.py, components/baseline_resolver.py). On Kubeflow
+    the query tasks have no upstream tasks and run at the start of a run, before this run's
+    StatisticsGen and Trainer produce anything new, so they still see the previous data's statistics
+    and the last blessed model.
+    """
     # Edits to these must invalidate the cache; see components/fingerprints.py.
     code_version = {"models_sha256": fingerprints.package_sha256(MODELS_PACKAGE_DIR)}
+    data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
+    if kubeflow:
+        data_root = data_types.RuntimeParameter(name="data_root", ptype=str, default=data_root)
+        train_steps = data_types.RuntimeParameter(name="train_steps", ptype=int,
+                                                  default=train_steps)
+        schema_file = _path_in_project(schema_file)
 
     example_gen = tfx_components.CsvExampleGen(
-        input_base=config.data_root,
+        input_base=data_root,
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
@@ -42,7 +69,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     statistics_gen = tfx_components.StatisticsGen(examples=example_gen.outputs["examples"])
 
     schema_gen = ImportCuratedSchema(
-        schema_file=config.schema_path,
+        schema_file=schema_file,
         schema_sha256=fingerprints.file_sha256(config.schema_path))
 
     example_validator = tfx_components.ExampleValidator(
@@ -50,11 +77,16 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
 
     data_gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"])
 
-    previous_statistics = resolver.Resolver(
-        strategy_class=PreviousDataStatisticsStrategy,
-        examples=example_gen.outputs["examples"],
-        statistics=Channel(type=standard_artifacts.ExampleStatistics),
-    ).with_id("previous_data_statistics_resolver")
+    if kubeflow:
+        previous_statistics = resolver.Resolver(
+            strategy_class=LatestArtifactStrategy,
+            statistics=Channel(type=standard_artifacts.ExampleStatistics))
+    else:
+        previous_statistics = resolver.Resolver(
+            strategy_class=PreviousDataStatisticsStrategy,
+            examples=example_gen.outputs["examples"],
+            statistics=Channel(type=standard_artifacts.ExampleStatistics))
+    previous_statistics = previous_statistics.with_id("previous_data_statistics_resolver")
 
     drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
                              schema=schema_gen.outputs["schema"],
@@ -72,21 +104,28 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     transform.add_upstream_node(data_gate)
     transform.add_upstream_node(drift_check)
 
-    trainer = tfx_components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
-        custom_config={**config.trainer_config(), **code_version})
+        custom_config={**config.trainer_config(), **code_version},
+        train_steps=train_steps)
 
-    model_resolver = resolver.Resolver(
-        strategy_class=LatestBlessedBaselineStrategy,
-        candidate=trainer.outputs["model"],
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    if kubeflow:
+        model_resolver = resolver.Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing))
+    else:
+        model_resolver = resolver.Resolver(
+            strategy_class=LatestBlessedBaselineStrategy,
+            candidate=trainer.outputs["model"],
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing))
+    model_resolver = model_resolver.with_id("latest_blessed_model_resolver")
 
     evaluator = tfx_components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -102,11 +141,23 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
 
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=config.pipeline_root,
+        # Kubeflow keeps the metadata itself: the whole output directory is the pipeline root.
+        pipeline_root=config.output_dir if kubeflow else config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
                     previous_statistics, drift_check, transform, trainer, model_resolver, evaluator,
                     pusher],
         enable_cache=config.enable_cache,
-        metadata_connection_config=metadata.sqlite_metadata_connection_config(
+        # On Kubeflow / Vertex the platform provides ML Metadata.
+        metadata_connection_config=None if kubeflow else metadata.sqlite_metadata_connection_config(
             config.metadata_path),
         beam_pipeline_args=list(config.beam_args))
+
+
+def _path_in_project(path: str) -> str:
+    """`path` relative to the project root, where the container image has the project too."""
+    relative = os.path.relpath(path, PROJECT_ROOT)
+    if relative.startswith(os.pardir):
+        raise ValueError(f"The schema {path} is outside the project ({PROJECT_ROOT}); on Kubeflow "
+                         "the components read it from the container image, which carries the "
+                         "project only. Keep the schema under schemas/.")
+    return relative

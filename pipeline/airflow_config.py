@@ -1,0 +1,81 @@
+"""The Airflow DAG's settings, from environment variables named after the CLI's flags.
+
+`--train-steps` -> TAXI_PIPELINE_TRAIN_STEPS, and so on (CONFIG_VARIABLES); the DAG's own settings are
+in DAG_VARIABLES. Unset variables keep the CLI's defaults. Relative paths are taken relative to
+$AIRFLOW_HOME, because Airflow's processes have no meaningful working directory. Imports no Airflow.
+"""
+import datetime
+import os
+import shlex
+from typing import Callable, Dict, Mapping, Tuple
+
+from pipeline.config import PipelineConfig, default_data_root
+
+# Variable -> (PipelineConfig field, parser). Unset variables keep the CLI's defaults.
+CONFIG_VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
+    "TAXI_PIPELINE_DATA_ROOT": ("data_root", str),
+    "TAXI_PIPELINE_OUTPUT_DIR": ("output_dir", str),
+    "TAXI_PIPELINE_SERVING_DIR": ("serving_dir", str),
+    "TAXI_PIPELINE_TRAIN_STEPS": ("train_steps", int),
+    "TAXI_PIPELINE_EVAL_STEPS": ("eval_steps", int),
+    "TAXI_PIPELINE_AUC_FLOOR": ("auc_floor", float),
+    # Beam options, as on the command line: "--runner=DataflowRunner --project=p ..."
+    "TAXI_PIPELINE_BEAM_ARGS": ("beam_args", shlex.split),
+}
+# Variable -> default, for the DAG itself.
+DAG_VARIABLES = {
+    "TAXI_PIPELINE_SCHEDULE": "@daily",  # a cron expression or an Airflow preset
+    "TAXI_PIPELINE_RETRIES": "2",  # per task
+    "TAXI_PIPELINE_RETRY_DELAY_MINUTES": "5",
+}
+PATH_FIELDS = ("data_root", "output_dir", "serving_dir")
+# Scheduling starts from here; with catchup off only the latest interval runs.
+START_DATE = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the pipeline cannot use."""
+
+
+def _parse(name: str, value: str, parser: Callable[[str], object]):
+    try:
+        return parser(value)
+    except ValueError as e:
+        raise ConfigError(f"Environment variable {name}={value!r} is not a valid "
+                          f"{getattr(parser, '__name__', 'value')}: {e}") from e
+
+
+def config_from_env(environ: Mapping[str, str]) -> PipelineConfig:
+    """The PipelineConfig the CLI would build from the same settings."""
+    home = environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    kwargs = {field: _parse(name, environ[name], parser)
+              for name, (field, parser) in CONFIG_VARIABLES.items() if environ.get(name)}
+    kwargs.setdefault("data_root", default_data_root())
+    for field in PATH_FIELDS:
+        path = kwargs.get(field, getattr(PipelineConfig, field, None))
+        if "://" not in path:
+            kwargs[field] = os.path.join(home, path)  # no-op for an absolute path
+    try:
+        return PipelineConfig(**kwargs)
+    except ValueError as e:
+        given = ", ".join(f"{name}={environ[name]!r}" for name in CONFIG_VARIABLES
+                          if environ.get(name))
+        raise ConfigError(f"{e} (from the environment: {given or 'no TAXI_PIPELINE_* set'})") from e
+
+
+def dag_settings(environ: Mapping[str, str]) -> dict:
+    """Keyword arguments for airflow.models.DAG."""
+    values = {name: environ.get(name) or default for name, default in DAG_VARIABLES.items()}
+    return {
+        "schedule": values["TAXI_PIPELINE_SCHEDULE"],
+        "start_date": START_DATE,
+        "catchup": False,
+        # Runs on one output directory must not overlap (one SQLite metadata store).
+        "max_active_runs": 1,
+        "default_args": {
+            "retries": _parse("TAXI_PIPELINE_RETRIES", values["TAXI_PIPELINE_RETRIES"], int),
+            "retry_delay": datetime.timedelta(minutes=_parse(
+                "TAXI_PIPELINE_RETRY_DELAY_MINUTES",
+                values["TAXI_PIPELINE_RETRY_DELAY_MINUTES"], float)),
+        },
+    }

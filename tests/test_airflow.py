@@ -1,0 +1,152 @@
+"""Airflow: the project's DAG parses as configured, and `airflow dags test` runs it to a pushed model.
+
+Airflow runs in subprocesses with a throwaway AIRFLOW_HOME (SQLite), as in a fresh deployment whose
+dags folder holds the documented one-line file.
+"""
+import datetime
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pipeline.airflow_config import ConfigError, config_from_env, dag_settings
+from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig, default_data_root
+from pipeline.pipeline import create_pipeline
+from tests.conftest import cli_env
+
+AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
+DAG_FILE = "from pipeline.airflow_dag import dag  # noqa: F401\n"
+DAG_ID = "taxi_big_tipper"
+
+needs_airflow = pytest.mark.skipif(not os.path.exists(AIRFLOW),
+                                   reason="the [airflow] extra is not installed")
+
+
+def airflow_env(home, **variables):
+    """A fresh Airflow home with the one-line DAG file, and TAXI_PIPELINE_* settings."""
+    dags = home / "dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    (dags / "taxi_pipeline.py").write_text(DAG_FILE)
+    env = cli_env()  # without TF_USE_LEGACY_KERAS: the DAG module must set it itself
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Parsing imports TFX and TensorFlow: allow for a loaded 2-core machine.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+    })
+    env.update(variables)
+    return env
+
+
+PARSE_SCRIPT = textwrap.dedent("""
+    import json, os
+    from airflow.models import DagBag
+    bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], include_examples=False)
+    dag = bag.dags.get("%s")
+    print(json.dumps({
+        "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
+        "dag_ids": sorted(bag.dags),
+        "schedule": str(dag.timetable.summary) if dag else None,
+        "catchup": dag.catchup if dag else None,
+        "max_active_runs": dag.max_active_runs if dag else None,
+        "tasks": {t.task_id: {"retries": t.retries,
+                              "retry_delay": t.retry_delay.total_seconds(),
+                              "upstream": sorted(t.upstream_task_ids)}
+                  for t in dag.tasks} if dag else {},
+        "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS"),
+    }))
+""" % DAG_ID)
+
+
+def parse_dag(env):
+    result = subprocess.run([sys.executable, "-c", PARSE_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@needs_airflow
+def test_dag_parses_with_the_configured_schedule_retries_and_the_pipeline_s_tasks(tmp_path):
+    variables = {"TAXI_PIPELINE_SCHEDULE": "30 4 * * 1", "TAXI_PIPELINE_RETRIES": "3",
+                 "TAXI_PIPELINE_RETRY_DELAY_MINUTES": "1.5", "TAXI_PIPELINE_TRAIN_STEPS": "42",
+                 "TAXI_PIPELINE_OUTPUT_DIR": "relative_output"}
+    parsed = parse_dag(airflow_env(tmp_path, **variables))
+    assert parsed["import_errors"] == {}
+    assert parsed["dag_ids"] == [DAG_ID]
+    assert parsed["schedule"] == "30 4 * * 1"
+    assert parsed["catchup"] is False and parsed["max_active_runs"] == 1
+    assert parsed["legacy_keras"] == "1"
+
+    # The same settings give the same pipeline in this process; its components are the tasks.
+    config = config_from_env({**variables, "AIRFLOW_HOME": str(tmp_path)})
+    assert config.train_steps == 42
+    assert config.output_dir == str(tmp_path / "relative_output")  # relative to AIRFLOW_HOME
+    components = create_pipeline(config).components
+    assert set(parsed["tasks"]) == {c.id for c in components}
+    for component in components:
+        task = parsed["tasks"][component.id]
+        assert task["upstream"] == sorted(n.id for n in component.upstream_nodes), component.id
+        assert task["retries"] == 3 and task["retry_delay"] == 90
+
+
+def test_unset_variables_keep_the_cli_s_defaults(tmp_path):
+    config = config_from_env({"AIRFLOW_HOME": str(tmp_path)})
+    assert config.output_dir == str(tmp_path / "pipeline_output")
+    assert config.serving_dir == str(tmp_path / "serving_model")
+    assert config.data_root == default_data_root()
+    assert (config.train_steps, config.beam_args) == (PipelineConfig.train_steps, DEFAULT_BEAM_ARGS)
+    settings = dag_settings({})
+    assert settings["schedule"] == "@daily" and settings["catchup"] is False
+    assert settings["default_args"] == {"retries": 2, "retry_delay": datetime.timedelta(minutes=5)}
+
+
+def test_remote_paths_and_beam_args_pass_through():
+    config = config_from_env({"TAXI_PIPELINE_DATA_ROOT": "gs://b/data",
+                              "TAXI_PIPELINE_BEAM_ARGS": "--runner=DataflowRunner --project=p"})
+    assert config.data_root == "gs://b/data"
+    assert config.beam_args == ("--runner=DataflowRunner", "--project=p")
+
+
+@pytest.mark.parametrize("variable,value", [("TAXI_PIPELINE_TRAIN_STEPS", "many"),
+                                            ("TAXI_PIPELINE_TRAIN_STEPS", "0"),
+                                            ("TAXI_PIPELINE_AUC_FLOOR", "2"),
+                                            ("TAXI_PIPELINE_RETRIES", "x")])
+def test_a_bad_setting_names_the_variable(variable, value):
+    with pytest.raises(ConfigError, match=f"{variable}='{value}'"):
+        config_from_env({variable: value})
+        dag_settings({variable: value})
+
+
+@needs_airflow
+@pytest.mark.slow
+def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(tmp_path, small_data_root):
+    home = tmp_path / "airflow"
+    serving = tmp_path / "serving"
+    env = airflow_env(home, TAXI_PIPELINE_DATA_ROOT=small_data_root,
+                      TAXI_PIPELINE_OUTPUT_DIR=str(tmp_path / "output"),
+                      TAXI_PIPELINE_SERVING_DIR=str(serving),
+                      TAXI_PIPELINE_TRAIN_STEPS="60", TAXI_PIPELINE_EVAL_STEPS="5",
+                      # 60 steps on 3,000 rows: well above chance, not the full model's 0.95.
+                      TAXI_PIPELINE_AUC_FLOOR="0.6")
+    migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+
+    run = subprocess.run([AIRFLOW, "dags", "test", DAG_ID, "2026-11-20"], env=env,
+                         capture_output=True, text=True, timeout=1800)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-5000:]
+
+    runs = subprocess.run([AIRFLOW, "dags", "list-runs", "-d", DAG_ID, "-o", "json"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert runs.returncode == 0, runs.stderr[-3000:]
+    assert [r["state"] for r in json.loads(runs.stdout)] == ["success"], log[-5000:]
+
+    versions = [v for v in os.listdir(serving / "big_tipper") if v.isdigit()]
+    assert len(versions) == 1, os.listdir(serving / "big_tipper")
+    assert os.path.isfile(serving / "big_tipper" / versions[0] / "saved_model.pb")
+    assert os.path.isfile(tmp_path / "output" / "metadata.sqlite")

@@ -1,0 +1,181 @@
+"""Kubeflow Pipelines v2 / Vertex: the compiled spec has the local pipeline's components, images,
+typed parameters wired where they are used, and the same DAG; the Dockerfile builds what it runs."""
+import json
+import os
+import re
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("kfp", reason="the [kfp] extra is not installed")
+
+from components import schema_importer  # noqa: E402
+from components.fingerprints import file_sha256  # noqa: E402
+from components.trainer import fold_train_steps  # noqa: E402
+from pipeline import cli, kubeflow  # noqa: E402
+from pipeline.config import PROJECT_ROOT, PipelineConfig  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
+
+IMAGE = "europe-docker.pkg.dev/my-project/ml/taxi-tfx-pipeline:1.2.3"
+# The Kubeflow V2 compiler splits a LatestBlessedModelStrategy resolver into two query tasks.
+SPLIT_RESOLVER_SUFFIXES = ("-model-blessing-resolver", "-model-resolver")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return PipelineConfig(data_root="gs://bucket/taxi/data", output_dir="gs://bucket/taxi/root",
+                          serving_dir="gs://bucket/taxi/serving", train_steps=321)
+
+
+@pytest.fixture(scope="module")
+def job(config, tmp_path_factory):
+    path = kubeflow.compile_pipeline(config, IMAGE,
+                                     str(tmp_path_factory.mktemp("kfp") / "taxi_pipeline.json"))
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def spec(job):
+    return job["pipelineSpec"]
+
+
+@pytest.fixture(scope="module")
+def tasks(spec):
+    return spec["root"]["dag"]["tasks"]
+
+
+def _node_id(task_name):
+    for suffix in SPLIT_RESOLVER_SUFFIXES:
+        if task_name.endswith(suffix):
+            return task_name[:-len(suffix)]
+    return task_name
+
+
+def _local_components(config):
+    return {c.id: c for c in create_pipeline(config).components}
+
+
+def test_every_component_of_the_local_pipeline_is_a_task(config, tasks):
+    assert {_node_id(name) for name in tasks} == set(_local_components(config))
+
+
+def test_every_component_runs_in_the_given_image_with_tfx_s_entrypoint(config, spec):
+    executors = spec["deploymentSpec"]["executors"]
+    containers = [e["container"] for e in executors.values() if "container" in e]
+    resolvers = [e for e in executors.values() if "resolver" in e]
+    # Resolvers are metadata queries the platform runs itself; everything else is a container.
+    assert len(containers) + len(resolvers) == len(executors)
+    assert len(containers) == len(_local_components(config)) - 2
+    assert {c["image"] for c in containers} == {IMAGE}
+    for container in containers:
+        command = container.get("command", [])
+        assert "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor" in command \
+            or "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in command, command
+    assert IMAGE in json.dumps(spec)
+    assert "gcr.io/tfx-oss-public" not in json.dumps(spec)  # TFX's default image never sneaks in
+
+
+def test_runtime_parameters_are_typed_with_defaults(spec, config):
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(kubeflow.RUNTIME_PARAMETERS) <= set(parameters)
+    assert parameters["data_root"]["parameterType"] == "STRING"
+    assert parameters["data_root"]["defaultValue"] == config.data_root
+    assert parameters["train_steps"]["parameterType"] == "NUMBER_INTEGER"
+    assert parameters["train_steps"]["defaultValue"] == 321
+
+
+def test_runtime_parameters_are_wired_where_they_are_used(tasks):
+    example_gen = tasks["CsvExampleGen"]["inputs"]["parameters"]
+    assert example_gen["input_base"] == {"componentInputParameter": "data_root"}
+    trainer = tasks["Trainer"]["inputs"]["parameters"]
+    assert trainer["train_steps"] == {"componentInputParameter": "train_steps"}
+    # train_args still holds the config's steps for the local runner; the executor overrides them.
+    assert '"num_steps": 321' in trainer["train_args"]["runtimeValue"]["constant"]
+    # No task takes either parameter as a JSON-dumped object, the bug of parameters inside protos.
+    assert "RuntimeParameter" not in json.dumps(tasks)
+
+
+def test_train_steps_parameter_overrides_train_args_as_kubeflow_delivers_it():
+    exec_properties = {"train_args": '{"num_steps": 321}', "train_steps": 40.0, "run_fn": "m.f"}
+    folded = fold_train_steps(exec_properties)
+    assert json.loads(folded["train_args"]) == {"num_steps": 40}
+    assert "train_steps" not in folded and folded["run_fn"] == "m.f"
+    assert fold_train_steps({"train_args": '{"num_steps": 5}'}) == {"train_args": '{"num_steps": 5}'}
+    for bad in (2.5, 0, -3):
+        with pytest.raises(ValueError, match="train_steps must be a positive integer"):
+            fold_train_steps({"train_args": "{}", "train_steps": bad})
+
+
+def test_dag_edges_equal_the_local_pipeline_s(config, tasks):
+    local = _local_components(config)
+    local_resolvers = {"previous_data_statistics_resolver", "latest_blessed_model_resolver"}
+    for name, task in tasks.items():
+        upstream = {_node_id(t) for t in task.get("dependentTasks", [])}
+        if _node_id(name) in local_resolvers:
+            # Query tasks: they read the metadata store, not this run's outputs (see create_pipeline).
+            assert upstream == set(), name
+        else:
+            assert upstream == {n.id for n in local[name].upstream_nodes}, name
+    # The explicit gate edges (no data flows along them) survive compilation.
+    assert {"DataValidationGate", "DriftCheck"} <= set(tasks["Transform"]["dependentTasks"])
+
+
+def test_paths_and_pipeline_root(job, tasks, config):
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == config.output_dir
+    push = tasks["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"]
+    assert "gs://bucket/taxi/serving/big_tipper" in push
+    # The schema is named inside the project, which the image carries, and resolves there.
+    schema = tasks["ImportCuratedSchema"]["inputs"]["parameters"]
+    relative = schema["schema_file"]["runtimeValue"]["constant"]
+    assert relative == "schemas/schema.pbtxt"
+    resolved = os.path.join(schema_importer.PROJECT_ROOT, relative)
+    assert file_sha256(resolved) == schema["schema_sha256"]["runtimeValue"]["constant"]
+    assert "metadata.sqlite" not in json.dumps(job)  # Vertex / KFP own the metadata store
+
+
+def test_compile_command(tmp_path):
+    output = tmp_path / "out" / "pipeline.yaml"
+    result = CliRunner().invoke(cli.main, [
+        "compile", "--target", "kubeflow", "--image", IMAGE, "--output", str(output),
+        "--train-steps", "77"])
+    assert result.exit_code == 0, result.output
+    assert "--pipeline-root" in result.output and "local path" in result.output
+    text = output.read_text()
+    assert "# Name: taxi-big-tipper" in text or "taxi" in text.splitlines()[1]
+    assert re.search(r"train_steps: int \[Default: 77\]", text), text[:600]
+    assert f"data_root: str [Default: '{kubeflow.IMAGE_TAXI_SAMPLE}']" in text
+
+
+def test_compile_command_rejects_unknown_targets_and_needs_an_image():
+    result = CliRunner().invoke(cli.main, ["compile", "--target", "argo", "--image", IMAGE])
+    assert result.exit_code == 2 and "argo" in result.output
+    result = CliRunner().invoke(cli.main, ["compile", "--target", "kubeflow"])
+    assert result.exit_code == 2 and "--image" in result.output
+
+
+def _dockerfile_instructions():
+    with open(os.path.join(PROJECT_ROOT, "Dockerfile"), encoding="utf-8") as f:
+        lines = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+    joined = " ".join(lines).replace("\\ ", " ")
+    return [i.strip() for i in re.split(r"\s(?=(?:FROM|ENV|COPY|RUN|WORKDIR|ENTRYPOINT|CMD) )",
+                                        joined)]
+
+
+def test_dockerfile_installs_the_lock_then_the_project_and_selects_keras_2():
+    instructions = _dockerfile_instructions()
+    assert instructions[0] == "FROM python:3.10-slim"
+    # The taxi sample the data_root parameter defaults to is where that base image installs tfx.
+    assert kubeflow.IMAGE_TAXI_SAMPLE.startswith("/usr/local/lib/python3.10/site-packages/tfx/")
+    env = next(i for i in instructions if i.startswith("ENV "))
+    assert re.search(r"\bTF_USE_LEGACY_KERAS=1\b", env)
+    runs = [i for i in instructions if i.startswith("RUN ")]
+    lock = next(n for n, r in enumerate(runs) if re.search(r"pip install -r \S*requirements\.lock", r))
+    project = next(n for n, r in enumerate(runs) if "pip install --no-deps" in r)
+    assert lock < project
+    assert "-e " not in runs[project]  # installed, not editable
+    # Every setting that must reach TensorFlow is set before the first RUN that installs it.
+    assert instructions.index(env) < instructions.index(runs[lock])
+    with open(os.path.join(PROJECT_ROOT, ".dockerignore"), encoding="utf-8") as f:
+        ignored = set(f.read().split())
+    assert {".venv", ".git", "pipeline_output", "serving_model"} <= ignored
