@@ -221,7 +221,8 @@ def compile_(target, image, output_path, pipeline_root, serving_dir, data_root, 
     try:
         from pipeline import kubeflow  # pylint: disable=import-outside-toplevel
     except ImportError as e:
-        _error(f"[red]Compiling for Kubeflow needs the kfp extra: pip install '.[kfp]' ({e})[/]")
+        _error(f"[red]Compiling for Kubeflow needs the kfp extra: "
+               f"{escape(f'pip install .[kfp] ({e})')}[/]")
         sys.exit(EXIT_FAILED)
     config = PipelineConfig(
         data_root=data_root or kubeflow.IMAGE_TAXI_SAMPLE, output_dir=pipeline_root,

@@ -5,9 +5,12 @@ TFX's KubeflowV2DagRunner only writes the spec; every component then runs on the
 here, which must carry this project and the locked dependencies (the repo's Dockerfile builds one).
 Needs the `[kfp]` extra.
 """
+import dataclasses
 import os
-from typing import List
+import re
+from typing import Any, Dict, List
 
+from tfx.orchestration import data_types
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from pipeline.config import PipelineConfig
@@ -24,13 +27,34 @@ RUNTIME_PARAMETERS = ("data_root", "train_steps")
 def compile_pipeline(config: PipelineConfig, image: str, output_path: str) -> str:
     """Writes the spec to `output_path`: `.json` a PipelineJob (Vertex), `.yaml` a PipelineSpec."""
     output_path = os.path.abspath(output_path)
+    # Kubeflow names allow [a-z0-9-] only: taxi_big_tipper -> taxi-big-tipper.
+    config = dataclasses.replace(
+        config, pipeline_name=re.sub(r"[^a-z0-9-]", "-", config.pipeline_name.lower()))
+    tfx_pipeline = create_pipeline(config, kubeflow=True)
+    defaults = runtime_parameter_defaults(tfx_pipeline)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         # Schema 2.1: parameters typed as STRING / NUMBER_INTEGER, what KFP 2 and Vertex expect.
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            default_image=image, use_pipeline_spec_2_1=True),
-        output_dir=os.path.dirname(output_path), output_filename=os.path.basename(output_path))
-    runner.run(create_pipeline(config, kubeflow=True))
+            default_image=image, use_pipeline_spec_2_1=True))
+    job = runner.run(tfx_pipeline, parameter_values=defaults, write_out=False)
+    # TFX 1.16 types the parameters but drops their defaults from the spec, so a run would have to
+    # set every one; KFP's own compiler writes them here, where KFP and Vertex look for them.
+    parameters = job["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
+    for name, default in defaults.items():
+        parameters[name]["defaultValue"] = default
+    os.makedirs(os.path.dirname(output_path), exist_ok=True)
+    # TFX's own writer: JSON as is, YAML as the bare PipelineSpec with KFP's comment header.
+    kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # pylint: disable=protected-access
+        job, f"{config.pipeline_name}: taxi CSV to a validated, evaluated, pushed model.",
+        output_path)
     return output_path
+
+
+def runtime_parameter_defaults(tfx_pipeline) -> Dict[str, Any]:
+    """name -> default of every RuntimeParameter the components take."""
+    return {value.name: value.default for component in tfx_pipeline.components
+            for value in component.exec_properties.values()
+            if isinstance(value, data_types.RuntimeParameter)}
 
 
 def local_path_warnings(config: PipelineConfig) -> List[str]:
