@@ -201,3 +201,23 @@ def test_dockerfile_installs_the_lock_then_the_project_and_selects_keras_2():
     with open(os.path.join(PROJECT_ROOT, ".dockerignore"), encoding="utf-8") as f:
         ignored = set(f.read().split())
     assert {".venv", ".git", "pipeline_output", "serving_model"} <= ignored
+
+
+@pytest.mark.slow  # importing the Vertex SDK alone takes ~10 s
+def test_vertex_sdk_takes_the_json_and_per_run_parameter_values(job, tmp_path):
+    """Offline: Vertex's PipelineJob builds its request from the file (submitting needs a project)."""
+    from google.auth.credentials import AnonymousCredentials  # pylint: disable=import-outside-toplevel
+    from google.cloud import aiplatform  # pylint: disable=import-outside-toplevel
+
+    path = tmp_path / "taxi_pipeline.json"
+    path.write_text(json.dumps(job))
+
+    def values(**parameter_values):
+        pipeline_job = aiplatform.PipelineJob(
+            display_name="taxi", template_path=str(path), parameter_values=parameter_values,
+            project="my-project", location="us-central1", credentials=AnonymousCredentials())
+        return dict(pipeline_job._gca_resource.runtime_config.parameter_values)  # pylint: disable=protected-access
+
+    assert values() == {"data_root": "gs://bucket/taxi/data", "train_steps": 321}
+    assert values(data_root="gs://b/new", train_steps=1000) == {"data_root": "gs://b/new",
+                                                                "train_steps": 1000}
