@@ -4,6 +4,8 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -221,3 +223,32 @@ def test_vertex_sdk_takes_the_json_and_per_run_parameter_values(job, tmp_path):
     assert values() == {"data_root": "gs://bucket/taxi/data", "train_steps": 321}
     assert values(data_root="gs://b/new", train_steps=1000) == {"data_root": "gs://b/new",
                                                                 "train_steps": 1000}
+
+
+@pytest.mark.slow  # a fresh process importing TFX
+def test_a_compiled_task_runs_through_tfx_s_kubeflow_entrypoint(job, spec, tmp_path):
+    """ImportCuratedSchema as a Kubeflow launcher starts it: the compiled command and arguments, an
+    ExecutorInput built from the task's parameters, another working directory, the image's env."""
+    task = spec["root"]["dag"]["tasks"]["ImportCuratedSchema"]
+    container = spec["deploymentSpec"]["executors"]["ImportCuratedSchema_executor"]["container"]
+    output_type = spec["components"]["ImportCuratedSchema"]["outputDefinitions"]["artifacts"][
+        "schema"]["artifactType"]
+    executor_input = {
+        "inputs": {"parameterValues": {name: value["runtimeValue"]["constant"]
+                                       for name, value in task["inputs"]["parameters"].items()}},
+        "outputs": {
+            "artifacts": {"schema": {"artifacts": [{
+                "uri": str(tmp_path / "schema_artifact"), "type": output_type,
+                "name": "projects/1/locations/us-central1/metadataStores/default/artifacts/7"}]}},
+            "outputFile": str(tmp_path / "task" / "executor_output.json")},
+    }
+    args = [json.dumps(executor_input) if a == "{{$}}" else a for a in container["args"]]
+    # As in the image: its `python` first on PATH, TF_USE_LEGACY_KERAS=1 from the Dockerfile.
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    result = subprocess.run(container["command"] + args, cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(PipelineConfig().schema_path, encoding="utf-8") as f:
+        assert (tmp_path / "schema_artifact" / "schema.pbtxt").read_text() == f.read()
+    assert (tmp_path / "task" / "executor_output.json").is_file()
