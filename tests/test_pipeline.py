@@ -66,6 +66,7 @@ def test_config_reaches_the_components(config, components):
     assert c["ImportCuratedSchema"].exec_properties["schema_file"].endswith("schemas/schema.pbtxt")
     assert os.path.isfile(c["ImportCuratedSchema"].exec_properties["schema_file"])
     assert '"num_steps": 123' in c["Trainer"].exec_properties["train_args"]
+    assert c["Trainer"].exec_properties["train_steps"] == 123  # what the Trainer's executor uses
     assert '"num_steps": 7' in c["Trainer"].exec_properties["eval_args"]
     assert '"batch_size": 128' in c["Trainer"].exec_properties["custom_config"]
     assert '"models_sha256"' in c["Trainer"].exec_properties["custom_config"]
