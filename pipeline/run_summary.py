@@ -87,7 +87,10 @@ def run_ids(store, pipeline_name: str) -> List[str]:
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_context is None:
         return []
-    run_type = store.get_context_type("pipeline_run")
+    try:
+        run_type = store.get_context_type("pipeline_run")
+    except mlmd.errors.NotFoundError:
+        return []  # no LocalDagRunner run yet; e.g. a store only Airflow's (legacy) runner wrote
     runs = {}
     for execution in store.get_executions_by_context(pipeline_context.id):
         for context in store.get_contexts_by_execution(execution.id):

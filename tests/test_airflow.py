@@ -14,6 +14,7 @@ import textwrap
 
 import pytest
 from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from pipeline.airflow_config import ConfigError, config_from_env, dag_settings
@@ -164,3 +165,16 @@ def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(tmp_path, small_
     assert len(versions) == 1, os.listdir(serving / "big_tipper")
     assert os.path.isfile(serving / "big_tipper" / versions[0] / "saved_model.pb")
     assert os.path.isfile(tmp_path / "output" / "metadata.sqlite")
+
+
+def test_run_history_commands_on_a_store_only_airflow_wrote(tmp_path):
+    """TFX's Airflow runner records runs as `run` contexts, not the local runner's `pipeline_run`:
+    `python -m pipeline runs` lists no local runs instead of failing on the missing type."""
+    from pipeline.run_summary import open_store, run_ids  # pylint: disable=import-outside-toplevel
+
+    path = str(tmp_path / "metadata.sqlite")
+    store = open_store(path, read_only=False)
+    for type_name, name in (("pipeline", DAG_ID), ("run", f"{DAG_ID}.manual__2026-11-20")):
+        type_id = store.put_context_type(metadata_store_pb2.ContextType(name=type_name))
+        store.put_contexts([metadata_store_pb2.Context(type_id=type_id, name=name)])
+    assert run_ids(open_store(path), DAG_ID) == []
