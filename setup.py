@@ -28,6 +28,7 @@ setup(
         "rich==13.9.4",
         "starlette==1.7.0",
         "uvicorn==0.54.0",
+        "httpx==0.28.1",
     ],
     extras_require={
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],

@@ -233,3 +233,87 @@ def compile_(target, image, output_path, pipeline_root, serving_dir, data_root, 
     path = kubeflow.compile_pipeline(config, image, output_path)
     console.print(f"Wrote {escape(path)} (image {escape(image)}; pipeline parameters: "
                   f"{', '.join(kubeflow.RUNTIME_PARAMETERS)})", soft_wrap=True)
+
+
+@main.command()
+@click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True,
+              help="Serves every <serving-dir>/<model>/<numeric version>/ SavedModel.")
+@click.option("--model-name", "model_names", multiple=True,
+              help="Serve only this model (repeatable). Default: every model directory found.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 serves other machines too.")
+@click.option("--rest-port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="TF Serving's REST port; 0 disables REST.")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=8500, show_default=True,
+              help="TF Serving's gRPC port; 0 disables gRPC.")
+@click.option("--poll-seconds", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="How often the serving directory is checked for new or removed versions.")
+@click.option("--num-versions", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Serve the newest N loadable versions (0 = all); requests without a version get "
+                   "the newest.")
+@click.option("--enable-batching/--no-enable-batching", default=True, show_default=True,
+              help="Batch concurrent requests into one model call.")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Most examples in one batched model call.")
+@click.option("--batch-timeout-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="How long a batch waits for more requests; 0 batches only what is already queued.")
+@click.option("--max-request-bytes", type=click.IntRange(min=1), default=8 * 1024 * 1024,
+              show_default=True, help="Larger request bodies get 413.")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow logs and every load/unload detail.")
+def serve(serving_dir, model_names, host, rest_port, grpc_port, poll_seconds, num_versions,
+          enable_batching, max_batch_size, batch_timeout_ms, max_request_bytes, verbose):
+    """Serve pushed models with TF Serving's REST and gRPC APIs; new versions load without a restart."""
+    _quiet_libraries(verbose)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("pipeline.serving").setLevel(logging.INFO)
+    from pipeline.serving import server  # pylint: disable=import-outside-toplevel
+
+    options = server.ServerOptions(
+        serving_dir=os.path.abspath(serving_dir), model_names=tuple(model_names), host=host,
+        rest_port=rest_port, grpc_port=grpc_port, poll_seconds=poll_seconds, num_versions=num_versions,
+        enable_batching=enable_batching, max_batch_size=max_batch_size,
+        batch_timeout_ms=batch_timeout_ms, max_request_bytes=max_request_bytes)
+    try:
+        server.run(options)
+    except server.ServerStartError as e:
+        _error(f"[bold red]Cannot serve[/]: {escape(str(e))}")
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--url", default="http://127.0.0.1:8501", show_default=True,
+              help="The server: `python -m pipeline serve` or TF Serving's REST address.")
+@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
+@click.option("--model-version", type=click.IntRange(min=1), default=None,
+              help="Ask for this version; default: the newest the server has.")
+@click.option("--format", "request_format", type=click.Choice(["raw", "b64"]), default="raw",
+              show_default=True,
+              help="raw: JSON features to serving_raw; b64: serialized tf.Examples to serving_default.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Rows per request.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"predictions\": [...]} as JSON.")
+def predict(file, url, model_name, model_version, request_format, batch_size, as_json):
+    """Big-tipper probabilities for the rows of a CSV or JSON FILE, from a model server."""
+    _quiet_libraries(False)
+    from pipeline.serving import client  # pylint: disable=import-outside-toplevel
+
+    try:
+        rows = client.read_rows(file)
+        probabilities = client.predict(url, model_name, rows, request_format, model_version,
+                                       batch_size)
+    except client.ClientError as e:
+        _error(f"[red]{escape(str(e))}[/]")
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps({"predictions": probabilities}))
+        return
+    from rich.table import Table  # pylint: disable=import-outside-toplevel
+
+    table = Table(title=f"{model_name} at {escape(url)}: P(big tipper), {len(rows)} rows")
+    for column in ("row", "payment_type", "fare", "probability", "big tipper"):
+        table.add_column(column, justify="right" if column in ("row", "fare", "probability") else "left")
+    for i, (row, p) in enumerate(zip(rows, probabilities), start=1):
+        table.add_row(str(i), escape(str(row.get("payment_type", ""))), str(row.get("fare", "")),
+                      f"{p:.4f}", "yes" if p >= 0.5 else "no")
+    console.print(table)

@@ -71,3 +71,12 @@ def everyday_data_root(tmp_path_factory, taxi_rows):
             row["company"] = f"New Cab Co {i % 7}"
     write_csv(str(root / "data.csv"), fieldnames + ["export_batch"], sample)
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tmp_path_factory, taxi_rows):
+    """A real SavedModel with the pipeline's signatures (untrained; tf.Transform on 300 taxi rows)."""
+    from tests.serving_helpers import build_saved_model  # pylint: disable=import-outside-toplevel
+
+    _, rows = taxi_rows
+    return build_saved_model(str(tmp_path_factory.mktemp("saved_model") / "model"), rows[:300])

@@ -1,0 +1,155 @@
+"""Build and send TF Serving REST requests from raw taxi rows (CSV or JSON); the requests are plain
+TF Serving ones, so the same code works against this project's server and real TF Serving.
+
+Two request formats, one per exported signature (models/signatures.py):
+- "raw": `{"signature_name": "serving_raw", "instances": [{column: value, ...}]}`, one typed value per
+  serving column; a missing value is the signature's marker (NaN float, "" string, -1 integer).
+- "b64": `{"instances": [{"b64": <serialized tf.Example>}]}` for `serving_default`; the tf.Examples
+  come from models/raw_examples.py, typed by the curated schema.
+"""
+import base64
+import csv
+import json
+import math
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import httpx
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from models import features, raw_examples
+from pipeline.config import DEFAULT_SCHEMA_PATH
+
+RAW_SIGNATURE = "serving_raw"
+SERVING_ENVIRONMENT = "SERVING"
+FORMATS = ("raw", "b64")
+_MISSING = {schema_pb2.FLOAT: math.nan, schema_pb2.BYTES: "", schema_pb2.INT: -1}
+
+
+class ClientError(RuntimeError):
+    """Bad input rows, or the server refused the request (the message names which and why)."""
+
+
+def serving_column_types(schema_path: str = DEFAULT_SCHEMA_PATH) -> Dict[str, int]:
+    """Serving column -> schema type (FLOAT, INT, BYTES), in the signature's column order."""
+    types = raw_examples.column_types(schema_path, SERVING_ENVIRONMENT)
+    missing = [c for c in features.SERVING_COLUMNS if c not in types]
+    if missing:
+        raise ClientError(f"{schema_path} has no {', '.join(missing)}: the schema and "
+                          "models/features.py disagree")
+    return {c: types[c] for c in features.SERVING_COLUMNS}
+
+
+def read_rows(path: str) -> List[Dict[str, Any]]:
+    """Rows from a CSV file with a header, a JSON list of objects, or a TF Serving request body
+    (`{"instances": [...]}`). Extra columns are fine; serving columns may be empty/null (missing)."""
+    if not os.path.isfile(path):
+        raise ClientError(f"{path} does not exist")
+    with open(path, encoding="utf-8", newline="") as f:
+        if path.lower().endswith(".json"):
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ClientError(f"{path} is not valid JSON: {e}") from e
+            rows = data.get("instances") if isinstance(data, dict) else data
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ClientError(f"{path}: expected a JSON list of row objects, or {{\"instances\": "
+                                  "[...]}} with row objects")
+        else:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames:
+                raise ClientError(f"{path} is empty: a CSV file needs a header row")
+            rows = list(reader)
+    if not rows:
+        raise ClientError(f"{path} has no rows")
+    return rows
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def raw_instance(row: Mapping[str, Any], types: Mapping[str, int], where: str = "row") -> Dict[str, Any]:
+    """One row to typed serving_raw inputs; every serving column present, missing ones as markers."""
+    absent = [c for c in types if c not in row]
+    if absent:
+        raise ClientError(f"{where} has no column(s) {', '.join(absent)}; every serving column is "
+                          "needed (leave the value empty if it is unknown)")
+    instance = {}
+    for column, kind in types.items():
+        value = row[column]
+        if _is_missing(value):
+            instance[column] = _MISSING[kind]
+            continue
+        try:
+            if kind == schema_pb2.FLOAT:
+                instance[column] = float(value)
+            elif kind == schema_pb2.INT:
+                number = float(value)
+                if not number.is_integer():
+                    raise ValueError("not a whole number")
+                instance[column] = int(number)
+            else:
+                instance[column] = str(value)
+        except (TypeError, ValueError) as e:
+            expected = {schema_pb2.FLOAT: "a number", schema_pb2.INT: "a whole number"}[kind]
+            raise ClientError(f"{where}, column {column}: {value!r} is not {expected}") from e
+    return instance
+
+
+def raw_request(rows: Sequence[Mapping[str, Any]], types: Optional[Mapping[str, int]] = None) -> dict:
+    types = types or serving_column_types()
+    return {"signature_name": RAW_SIGNATURE,
+            "instances": [raw_instance(r, types, f"row {i + 1}") for i, r in enumerate(rows)]}
+
+
+def b64_request(rows: Sequence[Mapping[str, Any]], types: Optional[Mapping[str, int]] = None) -> dict:
+    """serving_default request: each row as a base64 serialized tf.Example."""
+    types = types or serving_column_types()
+    as_text = [{c: "" if _is_missing(r.get(c)) else str(r[c]) for c in types} for r in rows]
+    for i, row in enumerate(as_text):  # the same checks as the raw format, for the same messages
+        raw_instance(row, types, f"row {i + 1}")
+    return {"instances": [{"b64": base64.b64encode(e).decode()}
+                          for e in raw_examples.to_tf_examples(as_text, types)]}
+
+
+def build_request(rows: Sequence[Mapping[str, Any]], request_format: str = "raw") -> dict:
+    if request_format not in FORMATS:
+        raise ClientError(f"Unknown request format {request_format!r}: choose one of {', '.join(FORMATS)}")
+    return raw_request(rows) if request_format == "raw" else b64_request(rows)
+
+
+def predict_url(url: str, model_name: str, version: Optional[int] = None) -> str:
+    base = f"{url.rstrip('/')}/v1/models/{model_name}"
+    return f"{base}/versions/{version}:predict" if version is not None else f"{base}:predict"
+
+
+def _chunks(rows: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def predict(url: str, model_name: str, rows: Sequence[Mapping[str, Any]], request_format: str = "raw",
+            version: Optional[int] = None, batch_size: int = 256, timeout: float = 30.0) -> List[float]:
+    """Big-tipper probabilities for `rows`, `batch_size` rows per request."""
+    endpoint = predict_url(url, model_name, version)
+    probabilities: List[float] = []
+    with httpx.Client(timeout=timeout) as client:
+        for chunk in _chunks(list(rows), batch_size):
+            body = build_request(chunk, request_format)
+            try:
+                response = client.post(endpoint, content=json.dumps(body),
+                                       headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as e:
+                raise ClientError(f"Cannot reach {endpoint}: {e}. Is `python -m pipeline serve` (or "
+                                  "TF Serving) running there?") from e
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = {}
+            if response.status_code != 200 or "predictions" not in answer:
+                error = answer.get("error") or response.text[:500]
+                raise ClientError(f"{endpoint} answered {response.status_code}: {error}")
+            probabilities.extend(float(p[0] if isinstance(p, list) else p)
+                                 for p in answer["predictions"])
+    return probabilities
