@@ -5,12 +5,13 @@ TFX 1.16's ExampleValidator takes no previous statistics, so the drift comparato
 ones) would never be checked. This component checks them with TFDV against the statistics of the
 previous data the pipeline saw (resolved by components/previous_statistics.py).
 """
+import logging
 import os
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.components.statistics_gen import stats_artifact_utils
-from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleStatistics, Schema
 from tfx.utils import io_utils
@@ -24,8 +25,12 @@ DRIFT_TYPES = {anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
 
 @component
 def DriftCheck(statistics: InputArtifact[ExampleStatistics], schema: InputArtifact[Schema],
-               previous_statistics: InputArtifact[ExampleStatistics] = None) -> None:
-    """Raises DataValidationError naming each drifted column; passes when there is no previous data."""
+               previous_statistics: InputArtifact[ExampleStatistics] = None,
+               accept_drift: Parameter[bool] = False) -> None:
+    """Raises DataValidationError naming each drifted column; passes when there is no previous data.
+
+    With `accept_drift` (a drift an operator reviewed), the drift is logged and the run goes on.
+    """
     if previous_statistics is None:
         return
     schema_proto = io_utils.SchemaReader().read(os.path.join(schema.uri, "schema.pbtxt"))
@@ -33,7 +38,9 @@ def DriftCheck(statistics: InputArtifact[ExampleStatistics], schema: InputArtifa
         stats_artifact_utils.load_statistics(statistics, SPLIT).proto(), schema_proto,
         previous_statistics=stats_artifact_utils.load_statistics(previous_statistics, SPLIT).proto())
     problems = describe(anomalies, SPLIT, only_types=DRIFT_TYPES)
-    if problems:
+    if problems and accept_drift:
+        logging.warning("Drift accepted (--accept-drift):\n  - %s", "\n  - ".join(problems))
+    elif problems:
         raise DataValidationError(
             "The data drifted from the previous run's data:\n  - " + "\n  - ".join(problems)
             + "\n" + SCHEMA_HINT.replace("curated schema", "drift thresholds in the curated schema"))

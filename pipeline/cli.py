@@ -15,7 +15,8 @@ import click  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig  # noqa: E402
+from pipeline.config import (DEFAULT_BEAM_ARGS, DISTRIBUTION_STRATEGIES,  # noqa: E402
+                             PipelineConfig)
 
 # Piped output (CI logs, files) gets a width that fits the metrics table instead of rich's 80.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -70,6 +71,16 @@ def main():
               show_default=True)
 @click.option("--auc-floor", type=click.FloatRange(0, 1), default=PipelineConfig.auc_floor,
               show_default=True, help="Evaluator blesses only models with at least this AUC.")
+@click.option("--span-window", type=click.IntRange(min=1), default=PipelineConfig.span_window,
+              show_default=True,
+              help="With span-<N>/ directories in the data root: train on the newest this many spans "
+                   "(each run ingests the newest span; older ones come from earlier runs).")
+@click.option("--distribution-strategy", type=click.Choice(DISTRIBUTION_STRATEGIES),
+              default=PipelineConfig.distribution_strategy, show_default=True,
+              help="tf.distribute strategy for training; multi_worker_mirrored reads TF_CONFIG.")
+@click.option("--accept-drift", is_flag=True,
+              help="Go on although the data drifted from the previous run's beyond the schema's "
+                   "thresholds (after reviewing the drift); the drift is still reported in the logs.")
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
 @click.option("--beam-arg", "beam_arg", multiple=True,
               help="A Beam pipeline option, e.g. --beam-arg=--runner=DataflowRunner (repeatable). "
@@ -78,15 +89,24 @@ def main():
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs, batch_size,
-        auc_floor, no_cache, beam_arg, verbose, print_config, beam_args):
+        auc_floor, span_window, distribution_strategy, accept_drift, no_cache, beam_arg, verbose,
+        print_config, beam_args):
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
+    from pipeline import spans  # pylint: disable=import-outside-toplevel
     from pipeline.config import default_data_root  # pylint: disable=import-outside-toplevel
 
+    data_root = data_root or default_data_root()
+    try:
+        span_versioned = spans.is_span_versioned(data_root)
+    except spans.SpanLayoutError:
+        span_versioned = True  # a malformed span layout; the input checks below report it
     extra_beam_args = tuple(beam_arg) + tuple(beam_args)
     config = PipelineConfig(
-        data_root=data_root or default_data_root(), output_dir=output_dir, serving_dir=serving_dir,
+        data_root=data_root, output_dir=output_dir, serving_dir=serving_dir,
         model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
-        batch_size=batch_size, auc_floor=auc_floor, enable_cache=not no_cache,
+        batch_size=batch_size, auc_floor=auc_floor, span_versioned=span_versioned,
+        span_window=span_window, distribution_strategy=distribution_strategy,
+        accept_drift=accept_drift, enable_cache=not no_cache,
         beam_args=extra_beam_args or DEFAULT_BEAM_ARGS)
     if print_config:
         click.echo(json.dumps(dataclasses.asdict(config), indent=2))
@@ -103,8 +123,12 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
         sys.exit(EXIT_BAD_INPUT)
     for warning in check.warnings:
         _error(f"[yellow]Warning[/]: {escape(warning)}")
-    console.print(f"Running [bold]{config.pipeline_name}[/] on {check.rows:,} rows from "
-                  f"{escape(config.data_root)}", soft_wrap=True)
+    source = escape(check.span_dir or config.data_root)
+    if check.span is not None:
+        source += (f" (span {check.span}; training on the newest {config.span_window} spans ingested)"
+                   if config.span_window > 1 else f" (span {check.span}, the newest)")
+    console.print(f"Running [bold]{config.pipeline_name}[/] on {check.rows:,} rows from {source}",
+                  soft_wrap=True)
     console.print(f"Artifacts and metadata: {escape(config.output_dir)}", soft_wrap=True)
 
     from pipeline import local_runner, run_lock  # pylint: disable=import-outside-toplevel

@@ -7,6 +7,8 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schemas", "schema.pbtxt")
 # Measured here: in_memory is ~1.8x faster than multi_processing on the taxi data.
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# tf.distribute strategies run_fn knows (models/trainer.py); "default" is one device, no strategy.
+DISTRIBUTION_STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
 def absolute(path: str) -> str:
@@ -28,6 +30,10 @@ class PipelineConfig:
     pipeline_name: str = "taxi_big_tipper"
     model_name: str = "big_tipper"
     data_root: str = dataclasses.field(default_factory=default_data_root)
+    # Data root holds span-<N>/ directories (pipeline/spans.py): ExampleGen reads the newest span and
+    # Transform and Trainer train on the newest `span_window` spans ingested so far.
+    span_versioned: bool = False
+    span_window: int = 1
     output_dir: str = "pipeline_output"
     serving_dir: str = "serving_model"
     schema_path: str = DEFAULT_SCHEMA_PATH
@@ -39,9 +45,13 @@ class PipelineConfig:
     epochs: int = 2
     batch_size: int = 128
     learning_rate: float = 0.003
+    distribution_strategy: str = "default"
     # Evaluator gates: an absolute AUC floor, and at most this much AUC loss against the baseline.
     auc_floor: float = 0.85
     max_auc_regression: float = 0.0
+    # Let a run whose data drifted past the schema's thresholds go on (reported, not stopped); for a
+    # drift an operator has reviewed. The next run compares with this run's data.
+    accept_drift: bool = False
     enable_cache: bool = True
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
 
@@ -52,6 +62,11 @@ class PipelineConfig:
             raise ValueError("train_steps, eval_steps, epochs and batch_size must be positive.")
         if not 0.0 <= self.auc_floor <= 1.0:
             raise ValueError(f"auc_floor must be in [0, 1], got {self.auc_floor}.")
+        if self.span_window < 1:
+            raise ValueError(f"span_window must be at least 1, got {self.span_window}.")
+        if self.distribution_strategy not in DISTRIBUTION_STRATEGIES:
+            raise ValueError(f"distribution_strategy must be one of {', '.join(DISTRIBUTION_STRATEGIES)}, "
+                             f"got {self.distribution_strategy!r}.")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
 
     @property
@@ -70,4 +85,5 @@ class PipelineConfig:
     def trainer_config(self) -> dict:
         """Settings passed to `models.trainer.run_fn` through the Trainer's custom_config."""
         return {"batch_size": self.batch_size, "epochs": self.epochs,
-                "learning_rate": self.learning_rate}
+                "learning_rate": self.learning_rate,
+                "distribution_strategy": self.distribution_strategy}

@@ -9,9 +9,10 @@ import csv
 import dataclasses
 import math
 import os
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 from models import features
+from pipeline import spans
 
 MAX_REPORTED_PROBLEMS = 5
 
@@ -24,9 +25,12 @@ class InputDataError(ValueError):
 class DataCheck:
     rows: int
     warnings: List[str]
+    # For a span-versioned data root: the span this run reads, and its directory.
+    span: Optional[int] = None
+    span_dir: Optional[str] = None
 
 
-def _data_files(data_root: str) -> List[str]:
+def _check_directory(data_root: str) -> None:
     if not os.path.exists(data_root):
         raise InputDataError(
             f"Data directory {data_root} does not exist. Pass --data-root with a directory of CSV "
@@ -35,6 +39,9 @@ def _data_files(data_root: str) -> List[str]:
         raise InputDataError(
             f"--data-root must be a directory of CSV files, but {data_root} is a file. Pass its "
             f"directory instead: --data-root {os.path.dirname(data_root) or '.'}")
+
+
+def _data_files(data_root: str) -> List[str]:
     # CsvExampleGen reads every file in the directory, so every file is checked.
     files = sorted(os.path.join(data_root, name) for name in os.listdir(data_root)
                    if not name.startswith(".") and os.path.isfile(os.path.join(data_root, name)))
@@ -107,6 +114,15 @@ def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRE
 
 
 def check_data_root(data_root: str) -> DataCheck:
-    """Checks every file under `data_root`; returns the total rows and any warnings."""
-    checks = [check_csv_file(path) for path in _data_files(data_root)]
-    return DataCheck(rows=sum(c.rows for c in checks), warnings=[w for c in checks for w in c.warnings])
+    """Checks every file ExampleGen will read: those in `data_root`, or, when it holds span-<N>/
+    directories, those of the newest span (older spans were checked when their run read them)."""
+    _check_directory(data_root)
+    try:
+        span_dirs = spans.span_dirs(data_root)
+    except spans.SpanLayoutError as e:
+        raise InputDataError(str(e)) from e
+    span = max(span_dirs) if span_dirs else None
+    read_dir = span_dirs[span] if span_dirs else data_root
+    checks = [check_csv_file(path) for path in _data_files(read_dir)]
+    return DataCheck(rows=sum(c.rows for c in checks), warnings=[w for c in checks for w in c.warnings],
+                     span=span, span_dir=read_dir if span_dirs else None)

@@ -26,7 +26,9 @@ from components.data_gate import DataValidationGate
 from components.drift_check import DriftCheck
 from components.previous_statistics import PreviousDataStatisticsStrategy
 from components.schema_importer import ImportCuratedSchema
+from components.span_window import INGESTED_KEY, SpanWindowStrategy
 from components.trainer import Trainer
+from pipeline import spans
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.evaluation import eval_config
 
@@ -61,6 +63,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
 
     example_gen = tfx_components.CsvExampleGen(
         input_base=data_root,
+        # span-<N>/ directories: the newest span (pipeline/spans.py).
+        input_config=spans.newest_span_input() if config.span_versioned else None,
+        range_config=spans.newest_span_range() if config.span_versioned else None,
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
@@ -90,10 +95,26 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
 
     drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
                              schema=schema_gen.outputs["schema"],
-                             previous_statistics=previous_statistics.outputs["statistics"])
+                             previous_statistics=previous_statistics.outputs["statistics"],
+                             accept_drift=config.accept_drift)
+
+    # Training data: this run's examples, or the last `span_window` spans ingested.
+    training_examples, span_window = example_gen.outputs["examples"], None
+    if config.span_window > 1 and kubeflow:
+        raise ValueError("A span window of more than one span needs the local span-window resolver "
+                         "(components/span_window.py), which Kubeflow's compiler cannot express. "
+                         "Use span_window=1 (--span-window 1) on Kubeflow.")
+    if config.span_window > 1:
+        span_window = resolver.Resolver(
+            strategy_class=SpanWindowStrategy, config={"num_spans": config.span_window},
+            examples=example_gen.outputs["examples"],
+            ingested=Channel(type=standard_artifacts.Examples, producer_component_id=example_gen.id,
+                             output_key="examples"),
+        ).with_id("span_window_resolver")
+        training_examples = span_window.outputs[INGESTED_KEY]
 
     transform = tfx_components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=code_version,
         # StatisticsGen already profiles the raw data; pre/post-transform statistics would double
@@ -143,9 +164,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         pipeline_name=config.pipeline_name,
         # Kubeflow keeps the metadata itself: the whole output directory is the pipeline root.
         pipeline_root=config.output_dir if kubeflow else config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                    previous_statistics, drift_check, transform, trainer, model_resolver, evaluator,
-                    pusher],
+        components=[c for c in (
+            example_gen, statistics_gen, schema_gen, example_validator, data_gate,
+            previous_statistics, drift_check, span_window, transform, trainer, model_resolver,
+            evaluator, pusher) if c is not None],
         enable_cache=config.enable_cache,
         # On Kubeflow / Vertex the platform provides ML Metadata.
         metadata_connection_config=None if kubeflow else metadata.sqlite_metadata_connection_config(

@@ -32,8 +32,9 @@ class RunSummary:
     blessed: Optional[bool] = None
     blessing_failures: List[str] = dataclasses.field(default_factory=list)
     pushed_path: Optional[str] = None
-    # What the run read: ExampleGen's input directory, its content fingerprint and span.
-    data: Dict[str, str] = dataclasses.field(default_factory=dict)
+    # What the run read: ExampleGen's input directory, its content fingerprint and span, and the
+    # spans Transform and Trainer trained on (more than one with a span window).
+    data: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -71,9 +72,12 @@ def _node_name(store, execution) -> str:
     return execution.type.rsplit(".", 1)[-1]
 
 
-def _outputs(store, execution) -> Dict[str, list]:
-    events = [e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+
+
+def _artifacts(store, execution, event_types=_OUTPUT_EVENTS) -> Dict[str, list]:
+    """The execution's artifacts by key: its outputs, or its inputs with Event.INPUT."""
+    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     outputs: Dict[str, list] = {}
     for event in events:
@@ -159,12 +163,16 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
             name=_node_name(store, execution),
             state=_STATES.get(execution.last_known_state, "unknown"),
             seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
-            outputs=_outputs(store, execution)))
+            outputs=_artifacts(store, execution)))
         if "input_fingerprint" in execution.custom_properties:  # ExampleGen
             props = execution.custom_properties
             summary.data = {"input_base": props["input_base"].string_value,
                             "input_fingerprint": props["input_fingerprint"].string_value,
                             "span": str(props["span"].int_value)}
+        if summary.components[-1].name == "Transform":
+            examples = _artifacts(store, execution, (metadata_store_pb2.Event.INPUT,)).get("examples", [])
+            summary.data["training_spans"] = sorted(
+                a.custom_properties["span"].int_value for a in examples if "span" in a.custom_properties)
 
     evaluator = summary.component("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):

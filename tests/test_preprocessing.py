@@ -15,14 +15,14 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 ROWS = 40
 
 
-def _raw_instances(taxi_rows, schema):
+def _raw_instances(taxi_rows, schema, count=ROWS):
     """CSV rows as tf.Transform instance dicts: one-element lists, empty lists for empty cells."""
     _, rows = taxi_rows
     types = {f.name: f.type for f in schema.feature}
     convert = {schema_pb2.INT: lambda v: int(float(v)), schema_pb2.FLOAT: float,
                schema_pb2.BYTES: lambda v: v.encode()}
     return [{name: ([convert[types[name]](row[name])] if row[name] != "" else [])
-             for name in types} for row in rows[:ROWS]]
+             for name in types} for row in rows[:count]]
 
 
 @pytest.fixture(scope="module")
