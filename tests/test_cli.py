@@ -35,3 +35,31 @@ def test_options_and_beam_arguments(tmp_path):
 def test_invalid_values_are_usage_errors():
     result = CliRunner().invoke(main, ["run", "--train-steps", "0"])
     assert result.exit_code == 2 and "--train-steps" in result.output
+
+
+def test_span_layout_is_detected_and_the_new_flags_reach_the_config(tmp_path):
+    flat = _config("--data-root", str(tmp_path))
+    assert flat["span_versioned"] is False and flat["span_window"] == 1
+    assert flat["distribution_strategy"] == "default" and flat["accept_drift"] is False
+    (tmp_path / "span-1").mkdir()
+    config = _config("--data-root", str(tmp_path), "--span-window", "3", "--accept-drift",
+                     "--distribution-strategy", "multi_worker_mirrored")
+    assert config["span_versioned"] is True and config["span_window"] == 3
+    assert config["accept_drift"] is True
+    assert config["distribution_strategy"] == "multi_worker_mirrored"
+
+
+def test_bad_span_window_and_strategy_are_usage_errors():
+    result = CliRunner().invoke(main, ["run", "--span-window", "0"])
+    assert result.exit_code == 2 and "--span-window" in result.output
+    result = CliRunner().invoke(main, ["run", "--distribution-strategy", "tpu"])
+    assert result.exit_code == 2 and "multi_worker_mirrored" in result.output
+
+
+def test_a_malformed_span_layout_exits_2_naming_the_directory(tmp_path):
+    (tmp_path / "span-1").mkdir()
+    (tmp_path / "stray.csv").write_text("fare\n1\n")
+    result = CliRunner().invoke(main, ["run", "--data-root", str(tmp_path), "--output-dir",
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "mixes span directories" in result.output and str(tmp_path) in result.output
