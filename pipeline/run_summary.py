@@ -147,6 +147,17 @@ def _threshold_text(threshold) -> str:
     return str(threshold)
 
 
+def _data_read(store, examples) -> Dict[str, str]:
+    """What ExampleGen read, from its output (which a cached run re-uses): input directory,
+    fingerprint, span."""
+    produced_by = min(e.execution_id for e in store.get_events_by_artifact_ids([examples.id])
+                      if e.type == metadata_store_pb2.Event.OUTPUT)
+    execution_props = store.get_executions_by_id([produced_by])[0].custom_properties
+    return {"input_base": execution_props["input_base"].string_value,
+            "input_fingerprint": examples.custom_properties["input_fingerprint"].string_value,
+            "span": str(examples.custom_properties["span"].int_value)}
+
+
 def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None) -> RunSummary:
     """Reads the given (default: latest) run of `pipeline_name` from the MLMD store."""
     if not os.path.exists(metadata_path):
@@ -164,11 +175,9 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
             state=_STATES.get(execution.last_known_state, "unknown"),
             seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
             outputs=_artifacts(store, execution)))
-        if "input_fingerprint" in execution.custom_properties:  # ExampleGen
-            props = execution.custom_properties
-            summary.data = {"input_base": props["input_base"].string_value,
-                            "input_fingerprint": props["input_fingerprint"].string_value,
-                            "span": str(props["span"].int_value)}
+        examples = summary.components[-1].outputs.get("examples", [])
+        if examples and "input_fingerprint" in examples[0].custom_properties:  # ExampleGen
+            summary.data.update(_data_read(store, examples[0]))
         if summary.components[-1].name == "Transform":
             examples = _artifacts(store, execution, (metadata_store_pb2.Event.INPUT,)).get("examples", [])
             summary.data["training_spans"] = sorted(
