@@ -18,8 +18,13 @@ def span_of(artifact: types.Artifact) -> int:
     return artifact.get_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME)
 
 
+def _from_example_gen(artifact: types.Artifact) -> bool:
+    """ExampleGen's outputs carry the input fingerprint; Transform's transformed examples do not."""
+    return artifact.has_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME)
+
+
 class SpanWindowStrategy(ResolverStrategy):
-    """Inputs: `examples` (this run's ExampleGen output) and `ingested` (all of ExampleGen's outputs).
+    """Inputs: `examples` (this run's ExampleGen output) and `ingested` (every Examples artifact).
 
     Output `ingested`: one artifact per span for the `num_spans` spans ending at this run's span,
     oldest first; this run's artifact is always the newest.
@@ -39,6 +44,6 @@ class SpanWindowStrategy(ResolverStrategy):
         oldest_span = newest_span - self._num_spans + 1
         by_span = {span_of(a): a for a in current}
         for artifact in sorted(input_dict.get(INGESTED_KEY, []), key=lambda a: a.id, reverse=True):
-            if oldest_span <= span_of(artifact) < newest_span:
+            if _from_example_gen(artifact) and oldest_span <= span_of(artifact) < newest_span:
                 by_span.setdefault(span_of(artifact), artifact)  # latest ingestion of a span wins
         return {CURRENT_KEY: current, INGESTED_KEY: [by_span[s] for s in sorted(by_span)]}

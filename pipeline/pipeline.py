@@ -108,8 +108,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         span_window = resolver.Resolver(
             strategy_class=SpanWindowStrategy, config={"num_spans": config.span_window},
             examples=example_gen.outputs["examples"],
-            ingested=Channel(type=standard_artifacts.Examples, producer_component_id=example_gen.id,
-                             output_key="examples"),
+            # Every Examples artifact (a producer filter would clash with `examples`' input key);
+            # the strategy keeps ExampleGen's.
+            ingested=Channel(type=standard_artifacts.Examples),
         ).with_id("span_window_resolver")
         training_examples = span_window.outputs[INGESTED_KEY]
 

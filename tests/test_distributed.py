@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx.utils import io_utils
 
 import models  # noqa: F401  (Keras 2 and the custom layers)
@@ -47,6 +47,9 @@ def transformed_data(tmp_path_factory, taxi_rows):
             _ = (data | f"Encode{name}" >> beam.Map(coder.encode)
                  | f"Write{name}" >> beam.io.WriteToTFRecord(
                      str(root / "examples" / f"Split-{name}" / "data"), file_name_suffix=".gz"))
+    # Transform also records the raw schema beside the graph; the serving signatures read it.
+    metadata_io.write_metadata(
+        metadata, str(root / "transform_graph" / tft.TFTransformOutput.RAW_METADATA_DIR))
     return root, rows[::7][TRAIN_ROWS + EVAL_ROWS:][:100]
 
 

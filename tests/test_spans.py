@@ -93,6 +93,14 @@ def test_a_wider_window_feeds_transform_from_the_span_window(tmp_path):
     _, components = _example_gen_and_components(tmp_path, span_versioned=True, span_window=3)
     window = components["span_window_resolver"]
     assert {n.id for n in window.upstream_nodes} == {"CsvExampleGen"}
+    # Compiles to an IR whose resolver reads both of its inputs (no input-key clash).
+    from tfx.dsl.compiler.compiler import Compiler  # pylint: disable=import-outside-toplevel
+    ir = Compiler().compile(create_pipeline(PipelineConfig(
+        data_root=str(tmp_path), output_dir=str(tmp_path / "out"), span_versioned=True,
+        span_window=3)))
+    (node,) = [n.pipeline_node for n in ir.nodes
+               if n.pipeline_node.node_info.id == "span_window_resolver"]
+    assert sum(1 for spec in node.inputs.inputs.values() if spec.channels) == 2
     assert components["Transform"].inputs["examples"].producer_component_id == "span_window_resolver"
     # Evaluation stays on the newest span: is the new model better on the newest data?
     assert components["Evaluator"].inputs["examples"].producer_component_id == "CsvExampleGen"
@@ -104,6 +112,7 @@ def _examples(artifact_id, span):
     examples = standard_artifacts.Examples()
     examples.id = artifact_id
     examples.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, span)
+    examples.set_string_custom_property(example_gen_utils.FINGERPRINT_PROPERTY_NAME, f"span {span}")
     return examples
 
 
@@ -117,6 +126,10 @@ def test_window_takes_the_latest_ingestion_of_each_span_before_this_one():
     current = _examples(9, 4)
     ingested = [_examples(1, 1), _examples(2, 2), _examples(3, 3), _examples(5, 3),  # span 3 re-sent
                 _examples(7, 5), current]  # span 5 ingested by an earlier run on other data
+    transformed = standard_artifacts.Examples()  # Transform's output: no fingerprint
+    transformed.id = 8
+    transformed.set_int_custom_property(example_gen_utils.SPAN_PROPERTY_NAME, 3)
+    ingested.append(transformed)
     assert _window(3, current, ingested) == [(2, 2), (5, 3), (9, 4)]
     assert _window(1, current, ingested) == [(9, 4)]
 
