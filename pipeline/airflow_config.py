@@ -9,6 +9,7 @@ import os
 import shlex
 from typing import Callable, Dict, Mapping, Tuple
 
+from pipeline import spans
 from pipeline.config import PipelineConfig, default_data_root
 
 # Variable -> (PipelineConfig field, parser). Unset variables keep the CLI's defaults.
@@ -19,6 +20,7 @@ CONFIG_VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "TAXI_PIPELINE_TRAIN_STEPS": ("train_steps", int),
     "TAXI_PIPELINE_EVAL_STEPS": ("eval_steps", int),
     "TAXI_PIPELINE_AUC_FLOOR": ("auc_floor", float),
+    "TAXI_PIPELINE_SPAN_WINDOW": ("span_window", int),
     # Beam options, as on the command line: "--runner=DataflowRunner --project=p ..."
     "TAXI_PIPELINE_BEAM_ARGS": ("beam_args", shlex.split),
 }
@@ -55,6 +57,11 @@ def config_from_env(environ: Mapping[str, str]) -> PipelineConfig:
         path = kwargs.get(field, getattr(PipelineConfig, field, None))
         if "://" not in path:
             kwargs[field] = os.path.join(home, path)  # no-op for an absolute path
+    try:
+        # As the CLI does: span-<N>/ directories in a local data root mean span-versioned input.
+        kwargs["span_versioned"] = spans.is_span_versioned(kwargs["data_root"])
+    except spans.SpanLayoutError as e:
+        raise ConfigError(f"{e} (TAXI_PIPELINE_DATA_ROOT)") from e
     try:
         return PipelineConfig(**kwargs)
     except ValueError as e:

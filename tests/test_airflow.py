@@ -116,6 +116,16 @@ def test_remote_paths_and_beam_args_pass_through():
     assert config.beam_args == ("--runner=DataflowRunner", "--project=p")
 
 
+def test_a_span_versioned_data_root_is_detected_as_the_cli_does(tmp_path):
+    (tmp_path / "span-1").mkdir()
+    config = config_from_env({"TAXI_PIPELINE_DATA_ROOT": str(tmp_path),
+                              "TAXI_PIPELINE_SPAN_WINDOW": "3"})
+    assert config.span_versioned is True and config.span_window == 3
+    (tmp_path / "stray.csv").write_text("fare\n1\n")
+    with pytest.raises(ConfigError, match="mixes span directories"):
+        config_from_env({"TAXI_PIPELINE_DATA_ROOT": str(tmp_path)})
+
+
 @pytest.mark.parametrize("variable,value", [("TAXI_PIPELINE_TRAIN_STEPS", "many"),
                                             ("TAXI_PIPELINE_TRAIN_STEPS", "0"),
                                             ("TAXI_PIPELINE_AUC_FLOOR", "2"),
