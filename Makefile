@@ -9,7 +9,7 @@ INSTALLED_ALL := $(VENV)/.installed-all
 # Keras 2 for every process make starts (the packages set it too; this also covers pytest plugins).
 export TF_USE_LEGACY_KERAS := 1
 
-.PHONY: install run test test-fast bench quality lock clean
+.PHONY: install run test test-fast bench bench-scale quality lock clean
 
 install: $(INSTALLED)
 
@@ -38,6 +38,10 @@ test-fast: $(INSTALLED_ALL)
 
 bench: install
 	$(PY) bench/compare_with_tfx_example.py
+
+# Scale: 15k/150k/1.5M rows x in_memory/multi_processing (~1 h on 2 cores); e.g. ARGS="--sizes 15000,150000"
+bench-scale: install
+	$(PY) bench/scale.py $(ARGS)
 
 quality: install
 	$(PY) bench/holdout_auc.py

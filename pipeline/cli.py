@@ -15,8 +15,8 @@ import click  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from pipeline.config import (DEFAULT_BEAM_ARGS, DISTRIBUTION_STRATEGIES,  # noqa: E402
-                             PipelineConfig)
+from pipeline.config import (BEAM_MODES, DISTRIBUTION_STRATEGIES,  # noqa: E402
+                             PipelineConfig, beam_args_for, with_worker_setup)
 
 # Piped output (CI logs, files) gets a width that fits the metrics table instead of rich's 80.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -82,6 +82,10 @@ def main():
               help="Go on although the data drifted from the previous run's beyond the schema's "
                    "thresholds (after reviewing the drift); the drift is still reported in the logs.")
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
+@click.option("--beam-mode", type=click.Choice(list(BEAM_MODES)), default=None,
+              help="Beam's local DirectRunner: in_memory (default; fastest on small data) or "
+                   "multi_processing (one worker process per core). Beam arguments may refine it, "
+                   "e.g. `-- --direct_num_workers=2`.")
 @click.option("--beam-arg", "beam_arg", multiple=True,
               help="A Beam pipeline option, e.g. --beam-arg=--runner=DataflowRunner (repeatable). "
                    "Arguments after `--` are passed to Beam too.")
@@ -89,8 +93,8 @@ def main():
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs, batch_size,
-        auc_floor, span_window, distribution_strategy, accept_drift, no_cache, beam_arg, verbose,
-        print_config, beam_args):
+        auc_floor, span_window, distribution_strategy, accept_drift, no_cache, beam_mode, beam_arg,
+        verbose, print_config, beam_args):
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
     from pipeline import spans  # pylint: disable=import-outside-toplevel
     from pipeline.config import default_data_root  # pylint: disable=import-outside-toplevel
@@ -100,14 +104,13 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
         span_versioned = spans.is_span_versioned(data_root)
     except spans.SpanLayoutError:
         span_versioned = True  # a malformed span layout; the input checks below report it
-    extra_beam_args = tuple(beam_arg) + tuple(beam_args)
     config = PipelineConfig(
         data_root=data_root, output_dir=output_dir, serving_dir=serving_dir,
         model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
         batch_size=batch_size, auc_floor=auc_floor, span_versioned=span_versioned,
         span_window=span_window, distribution_strategy=distribution_strategy,
         accept_drift=accept_drift, enable_cache=not no_cache,
-        beam_args=extra_beam_args or DEFAULT_BEAM_ARGS)
+        beam_args=with_worker_setup(beam_args_for(beam_mode, tuple(beam_arg) + tuple(beam_args))))
     if print_config:
         click.echo(json.dumps(dataclasses.asdict(config), indent=2))
         return

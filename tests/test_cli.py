@@ -1,10 +1,16 @@
 """The CLI's options reach the pipeline config; Beam arguments pass through untouched."""
 import json
+import os
 
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from click.testing import CliRunner
 
 from pipeline.cli import main
-from pipeline.config import DEFAULT_BEAM_ARGS
+from pipeline.config import BEAM_MODES, BEAM_WORKER_PLUGIN, DEFAULT_BEAM_ARGS, PROJECT_SETUP_FILE
+
+PLUGIN_ARG = f"--beam_plugins={BEAM_WORKER_PLUGIN}"
+SETUP_FILE_ARG = f"--setup_file={PROJECT_SETUP_FILE}"
+WORKER_SETUP = [PLUGIN_ARG, SETUP_FILE_ARG]
 
 
 def _config(*args):
@@ -13,11 +19,18 @@ def _config(*args):
     return json.loads(result.output)
 
 
+def _beam_args(*args):
+    """The Beam arguments the CLI resolves, without the project's worker set-up."""
+    beam_args = _config(*args)["beam_args"]
+    assert beam_args[-2:] == WORKER_SETUP
+    return beam_args[:-2]
+
+
 def test_defaults():
     config = _config()
     assert config["data_root"].endswith("chicago_taxi_pipeline/data/simple")
     assert config["enable_cache"] is True
-    assert config["beam_args"] == list(DEFAULT_BEAM_ARGS)
+    assert config["beam_args"] == [*DEFAULT_BEAM_ARGS, *WORKER_SETUP]
 
 
 def test_options_and_beam_arguments(tmp_path):
@@ -29,7 +42,33 @@ def test_options_and_beam_arguments(tmp_path):
     assert config["serving_dir"] == str(tmp_path / "s")
     assert config["train_steps"] == 9 and config["enable_cache"] is False
     assert config["beam_args"] == ["--direct_num_workers=2", "--runner=FlinkRunner",
-                                   "--flink_master=localhost:8081"]
+                                   "--flink_master=localhost:8081", *WORKER_SETUP]
+
+
+def test_beam_mode_presets_and_refinements():
+    assert _beam_args("--beam-mode", "in_memory") == list(BEAM_MODES["in_memory"])
+    # Later options win in Beam's parser, so arguments after `--` refine the preset.
+    beam_args = _beam_args("--beam-mode", "multi_processing", "--", "--direct_num_workers=2")
+    assert beam_args == [*BEAM_MODES["multi_processing"], "--direct_num_workers=2"]
+    options = PipelineOptions(beam_args).view_as(DirectOptions)
+    assert (options.direct_running_mode, options.direct_num_workers) == ("multi_processing", 2)
+    # Another runner's options replace the local default rather than mix with it.
+    assert _beam_args("--", "--runner=PortableRunner") == ["--runner=PortableRunner"]
+
+
+def test_workers_get_the_project_from_its_setup_py_unless_told_otherwise():
+    # Beam workers install the project (and with it TFX) from setup.py; TFX would otherwise build and
+    # stage a source package of itself for every Beam component.
+    assert os.path.isfile(PROJECT_SETUP_FILE)
+    for option in ("--setup_file=/src/setup.py", "--sdk_container_image=gcr.io/p/taxi:1",
+                   "--extra_package=dist/taxi.tar.gz", "--requirements_file=req.txt"):
+        assert _config("--", "--runner=DataflowRunner", option)["beam_args"] == [
+            "--runner=DataflowRunner", option, PLUGIN_ARG]
+
+
+def test_unknown_beam_mode_is_a_usage_error():
+    result = CliRunner().invoke(main, ["run", "--beam-mode", "threads"])
+    assert result.exit_code == 2 and "--beam-mode" in result.output
 
 
 def test_invalid_values_are_usage_errors():

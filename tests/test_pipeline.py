@@ -5,6 +5,8 @@ import pytest
 import tensorflow_model_analysis as tfma
 
 from models import features
+from tfx.dsl.components.base import executor_spec
+
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -93,6 +95,15 @@ def test_pipeline_level_settings(config):
     assert p.metadata_connection_config.sqlite.filename_uri == os.path.join(
         config.output_dir, "metadata.sqlite")
     assert p.pipeline_info.pipeline_root == os.path.join(config.output_dir, "pipeline_root")
+
+
+def test_every_beam_component_gets_the_beam_arguments(tmp_path):
+    args = ("--runner=PortableRunner", "--job_endpoint=localhost:8099", "--environment_type=EXTERNAL")
+    p = create_pipeline(PipelineConfig(output_dir=str(tmp_path), beam_args=args))
+    beam_components = {c.id: c.executor_spec.beam_pipeline_args for c in p.components
+                       if isinstance(c.executor_spec, executor_spec.BeamExecutorSpec)}
+    assert sorted(beam_components) == ["CsvExampleGen", "Evaluator", "StatisticsGen", "Transform"]
+    assert all(a == list(args) for a in beam_components.values())
 
 
 def test_no_cache_flag(tmp_path):
