@@ -1,0 +1,237 @@
+"""Serving benchmark: `python -m pipeline serve` on a pushed model, over loopback HTTP.
+
+    .venv/bin/python bench/serving_latency.py [SERVING_DIR] [--requests 1000] [--seconds 10]
+
+SERVING_DIR defaults to serving_model/ (what `make run` pushes). Measures, for one raw example per
+request (serving_raw): single-request latency p50/p99 (one client, sequential, keep-alive); throughput
+with concurrent clients (asyncio + httpx, one example per request, so every example is its own request
+and batching is the server's doing); the in-process signature call as the limit (same SavedModel, no
+HTTP); and the server's memory. Prints a table; writes bench/results/serving.json.
+Goals (issue 4): p50 <= 5 ms, >= 2,000 examples/s.
+"""
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+warnings.filterwarnings("ignore")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import httpx  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipeline.config import PipelineConfig, default_data_root  # noqa: E402
+from pipeline.serving import client  # noqa: E402
+
+RESULTS = os.path.join(REPO, "bench", "results")
+GOAL_P50_MS, GOAL_EXAMPLES_PER_S = 5.0, 2000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def start_server(serving_dir, model_name, extra_args):
+    port = free_port()
+    process = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "pipeline", "serve", "--serving-dir", serving_dir, "--model-name",
+         model_name, "--rest-port", str(port), "--grpc-port", "0", *extra_args],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited: {process.stderr.read()[-2000:]}")
+        try:
+            status = httpx.get(f"{url}/v1/models/{model_name}", timeout=2).json()
+            if any(s["state"] == "AVAILABLE" for s in status.get("model_version_status", [])):
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("server did not become ready in 300 s")
+
+
+def memory_mb(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def single_latency(url, model_name, bodies, n):
+    endpoint = client.predict_url(url, model_name)
+    latencies = []
+    with httpx.Client(timeout=30) as http:
+        for i in range(n + 50):
+            body = bodies[i % len(bodies)]
+            started = time.perf_counter()
+            response = http.post(endpoint, content=body, headers={"Content-Type": "application/json"})
+            elapsed = time.perf_counter() - started
+            response.raise_for_status()
+            if i >= 50:  # the first 50 warm the connection and the server
+                latencies.append(elapsed * 1000)
+    return latencies
+
+
+async def _throughput(url, model_name, bodies, concurrency, seconds):
+    endpoint = client.predict_url(url, model_name)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    done, errors = 0, 0
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        deadline = time.perf_counter() + seconds
+
+        async def worker(offset):
+            nonlocal done, errors
+            i = offset
+            while time.perf_counter() < deadline:
+                response = await http.post(endpoint, content=bodies[i % len(bodies)],
+                                           headers={"Content-Type": "application/json"})
+                if response.status_code == 200:
+                    done += 1
+                else:
+                    errors += 1
+                i += concurrency
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return done / elapsed, errors
+
+
+def model_calls(url):
+    text = httpx.get(f"{url}/monitoring/prometheus/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("serving_model_calls_total{") and 'signature="serving_raw"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def in_process(model_dir, rows, n):
+    """The same signature called in this process: the floor for latency, the ceiling for throughput."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    import models  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
+    version = max((v for v in os.listdir(model_dir) if v.isdigit()), key=int)
+    signature = tf.saved_model.load(os.path.join(model_dir, version)).signatures["serving_raw"]
+    spec = signature.structured_input_signature[1]
+    instances = client.raw_request(rows)["instances"]
+
+    def batch(start, size):
+        chosen = [instances[(start + k) % len(instances)] for k in range(size)]
+        return {c: tf.constant(np.array([i[c] for i in chosen]), dtype=spec[c].dtype) for c in spec}
+
+    one = [batch(i, 1) for i in range(64)]
+    for inputs in one[:20]:
+        signature(**inputs)
+    latencies = []
+    for i in range(n):
+        started = time.perf_counter()
+        signature(**one[i % len(one)])
+        latencies.append((time.perf_counter() - started) * 1000)
+    big = batch(0, 128)
+    signature(**big)
+    started, calls = time.perf_counter(), 0
+    while time.perf_counter() - started < 3:
+        signature(**big)
+        calls += 1
+    return latencies, calls * 128 / (time.perf_counter() - started)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("serving_dir", nargs="?", default=os.path.join(REPO, "serving_model"))
+    parser.add_argument("--model-name", default=PipelineConfig.model_name)
+    parser.add_argument("--requests", type=int, default=1000, help="sequential single requests")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra `pipeline serve` flag, e.g. --server-arg=--batch-timeout-ms=2")
+    args = parser.parse_args()
+    serving_dir = os.path.abspath(args.serving_dir)
+    model_dir = os.path.join(serving_dir, args.model_name)
+    if not os.path.isdir(model_dir):
+        raise SystemExit(f"No model at {model_dir}: run `make run` first, or pass the serving directory "
+                         "a pipeline run pushed to.")
+
+    import csv  # pylint: disable=import-outside-toplevel
+
+    with open(os.path.join(default_data_root(), "data.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:512]
+    bodies = [json.dumps(client.raw_request([row])) for row in rows]
+
+    process, url = start_server(serving_dir, args.model_name, args.server_arg)
+    try:
+        latencies = single_latency(url, args.model_name, bodies, args.requests)
+        calls_before = model_calls(url)
+        examples_per_s, errors = asyncio.run(
+            _throughput(url, args.model_name, bodies, args.concurrency, args.seconds))
+        calls = model_calls(url) - calls_before
+        examples = examples_per_s * args.seconds
+        rss_mb, peak_mb = memory_mb(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    local_latencies, local_examples_per_s = in_process(model_dir, rows, args.requests)
+
+    results = {
+        "serving_dir": serving_dir,
+        "single_request_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+                              "mean": statistics.mean(latencies), "n": len(latencies)},
+        "concurrent": {"clients": args.concurrency, "seconds": args.seconds,
+                       "examples_per_s": examples_per_s, "errors": errors,
+                       "examples_per_model_call": examples / calls if calls else None},
+        "in_process": {"single_call_ms_p50": percentile(local_latencies, 50),
+                       "single_call_ms_p99": percentile(local_latencies, 99),
+                       "batch_128_examples_per_s": local_examples_per_s},
+        "server_memory_mb": {"rss": rss_mb, "peak_rss": peak_mb},
+        "server_args": args.server_arg,
+        "goals": {"p50_ms": GOAL_P50_MS, "examples_per_s": GOAL_EXAMPLES_PER_S},
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "serving.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+
+    table = Table(title=f"Serving {args.model_name} from {serving_dir} (one raw example per request)")
+    for column in ("measure", "server over HTTP", "in-process signature call", "goal"):
+        table.add_column(column)
+    single = results["single_request_ms"]
+    table.add_row("latency p50", f"{single['p50']:.2f} ms",
+                  f"{results['in_process']['single_call_ms_p50']:.2f} ms", f"<= {GOAL_P50_MS} ms")
+    table.add_row("latency p99", f"{single['p99']:.2f} ms",
+                  f"{results['in_process']['single_call_ms_p99']:.2f} ms", "")
+    per_call = results["concurrent"]["examples_per_model_call"]
+    table.add_row(f"throughput, {args.concurrency} clients",
+                  f"{examples_per_s:,.0f} examples/s ({per_call or 0:.1f} per model call)",
+                  f"{local_examples_per_s:,.0f} examples/s (batches of 128)",
+                  f">= {GOAL_EXAMPLES_PER_S:,} examples/s")
+    table.add_row("server memory", f"{rss_mb:,.0f} MB RSS (peak {peak_mb:,.0f} MB)", "", "")
+    Console().print(table)
+    print(f"Wrote {os.path.join(RESULTS, 'serving.json')}")
+
+
+if __name__ == "__main__":
+    main()
