@@ -92,3 +92,14 @@ def test_classify_examples_become_tf_examples_with_context():
     assert feature["company"].bytes_list.value == [b"Flash Cab"]
     with pytest.raises(tensors.RequestError, match="mixes"):
         tensors.examples_from_classify({"examples": [{"x": [1, "a"]}]})
+
+
+def test_model_errors_read_as_one_line():
+    spec = {"fare": tf.io.FixedLenFeature([], tf.float32)}
+    parse = tf.function(lambda examples: tf.io.parse_example(examples, spec))
+    (wrong_type,) = tensors.examples_from_classify({"examples": [{"fare": 12}]})  # int64, not float
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        parse(tf.constant([wrong_type]))
+    message = tensors.model_error(error.value)
+    assert message.startswith("The model rejected the input: ") and "Key: fare" in message
+    assert "\n" not in message and "[Op:" not in message and "Detected at node" not in message

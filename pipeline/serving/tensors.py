@@ -52,6 +52,8 @@ def model_error(error: Exception) -> str:
     blocks = [b for b in text.split("\n\n") if b.strip() and b.strip() != "Graph execution error:"]
     text = blocks[-1] if blocks else text
     text = re.sub(r"\s*\[Op:[^\]]*\]|\s*\[\[\{\{node [^\]]*\]\]", "", text)
+    text = re.sub(r"Detected at node .*?\(most recent call last\):\s*(<stack traces unavailable>)?", "",
+                  text, flags=re.S).replace("Name: <unknown>, ", "")
     return "The model rejected the input: " + " ".join(text.split())
 
 
