@@ -20,6 +20,7 @@ from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 import models
+from components.atomic_pusher import AtomicPusher
 from components.baseline_resolver import LatestBlessedBaselineStrategy
 from components import fingerprints
 from components.data_gate import DataValidationGate
@@ -155,11 +156,13 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config))
 
-    pusher = tfx_components.Pusher(
+    # TFX's Pusher, but each version appears in one rename (components/atomic_pusher.py).
+    pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push_dir)))
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push_dir)),
+    ).with_id("Pusher")
 
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,

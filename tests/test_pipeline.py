@@ -131,3 +131,9 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
 def test_invalid_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         PipelineConfig(**kwargs)
+
+
+def test_pusher_renames_each_version_into_place(components):
+    from components import atomic_pusher  # pylint: disable=import-outside-toplevel
+
+    assert components["Pusher"].executor_spec.executor_class is atomic_pusher.Executor
