@@ -81,6 +81,12 @@ def main():
 @click.option("--accept-drift", is_flag=True,
               help="Go on although the data drifted from the previous run's beyond the schema's "
                    "thresholds (after reviewing the drift); the drift is still reported in the logs.")
+@click.option("--serving-check-tolerance", type=click.FloatRange(min=0),
+              default=PipelineConfig.serving_check_tolerance, show_default=True,
+              help="Largest allowed difference between the served and the in-process predictions.")
+@click.option("--serving-check-max-p50-ms", type=click.FloatRange(min=0, min_open=True),
+              default=PipelineConfig.serving_check_max_p50_ms, show_default=True,
+              help="The serving check blocks the push if one-example requests are slower (p50).")
 @click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
 @click.option("--beam-mode", type=click.Choice(list(BEAM_MODES)), default=None,
               help="Beam's local DirectRunner: in_memory (default; fastest on small data) or "
@@ -93,8 +99,8 @@ def main():
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs, batch_size,
-        auc_floor, span_window, distribution_strategy, accept_drift, no_cache, beam_mode, beam_arg,
-        verbose, print_config, beam_args):
+        auc_floor, span_window, distribution_strategy, accept_drift, serving_check_tolerance,
+        serving_check_max_p50_ms, no_cache, beam_mode, beam_arg, verbose, print_config, beam_args):
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
     from pipeline import spans  # pylint: disable=import-outside-toplevel
     from pipeline.config import default_data_root  # pylint: disable=import-outside-toplevel
@@ -109,7 +115,8 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
         model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
         batch_size=batch_size, auc_floor=auc_floor, span_versioned=span_versioned,
         span_window=span_window, distribution_strategy=distribution_strategy,
-        accept_drift=accept_drift, enable_cache=not no_cache,
+        accept_drift=accept_drift, serving_check_tolerance=serving_check_tolerance,
+        serving_check_max_p50_ms=serving_check_max_p50_ms, enable_cache=not no_cache,
         beam_args=with_worker_setup(beam_args_for(beam_mode, tuple(beam_arg) + tuple(beam_args))))
     if print_config:
         click.echo(json.dumps(dataclasses.asdict(config), indent=2))

@@ -93,6 +93,11 @@ class PipelineConfig:
     # Let a run whose data drifted past the schema's thresholds go on (reported, not stopped); for a
     # drift an operator has reviewed. The next run compares with this run's data.
     accept_drift: bool = False
+    # Serving check before push: eval examples sent through the serving runtime's REST API, the
+    # largest allowed difference from in-process predictions, and the p50 latency limit.
+    serving_check_examples: int = 100
+    serving_check_tolerance: float = 1e-5
+    serving_check_max_p50_ms: float = 500.0
     enable_cache: bool = True
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
 
@@ -108,6 +113,10 @@ class PipelineConfig:
         if self.distribution_strategy not in DISTRIBUTION_STRATEGIES:
             raise ValueError(f"distribution_strategy must be one of {', '.join(DISTRIBUTION_STRATEGIES)}, "
                              f"got {self.distribution_strategy!r}.")
+        if (self.serving_check_examples < 1 or self.serving_check_tolerance < 0
+                or self.serving_check_max_p50_ms <= 0):
+            raise ValueError("serving_check_examples must be positive, serving_check_tolerance at "
+                             "least 0 and serving_check_max_p50_ms above 0.")
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
 
     @property

@@ -27,6 +27,7 @@ from components.data_gate import DataValidationGate
 from components.drift_check import DriftCheck
 from components.previous_statistics import PreviousDataStatisticsStrategy
 from components.schema_importer import ImportCuratedSchema
+from components.serving_check import ServingCheck
 from components.span_window import INGESTED_KEY, SpanWindowStrategy
 from components.trainer import Trainer
 from pipeline import spans
@@ -156,10 +157,21 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config))
 
+    # The candidate, served by the serving runtime, must answer as the model does in-process, and fast.
+    serving_check = ServingCheck(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        model_blessing=evaluator.outputs["blessing"],
+        model_name=config.model_name,
+        num_examples=config.serving_check_examples,
+        tolerance=config.serving_check_tolerance,
+        max_p50_latency_ms=config.serving_check_max_p50_ms)
+
     # TFX's Pusher, but each version appears in one rename (components/atomic_pusher.py).
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push_dir)),
     ).with_id("Pusher")
@@ -171,7 +183,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         components=[c for c in (
             example_gen, statistics_gen, schema_gen, example_validator, data_gate,
             previous_statistics, drift_check, span_window, transform, trainer, model_resolver,
-            evaluator, pusher) if c is not None],
+            evaluator, serving_check, pusher) if c is not None],
         enable_cache=config.enable_cache,
         # On Kubeflow / Vertex the platform provides ML Metadata.
         metadata_connection_config=None if kubeflow else metadata.sqlite_metadata_connection_config(

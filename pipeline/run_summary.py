@@ -32,6 +32,8 @@ class RunSummary:
     blessed: Optional[bool] = None
     blessing_failures: List[str] = dataclasses.field(default_factory=list)
     pushed_path: Optional[str] = None
+    # The serving check's verdict (blessed 1/0, reason) and figures; None if it did not run.
+    serving_check: Optional[Dict[str, object]] = None
     # What the run read: ExampleGen's input directory, its content fingerprint and span, and the
     # spans Transform and Trainer trained on (more than one with a span window).
     data: Dict[str, object] = dataclasses.field(default_factory=dict)
@@ -50,6 +52,7 @@ class RunSummary:
             "metrics": self.metrics,
             "blessed": self.blessed,
             "blessing_failures": self.blessing_failures,
+            "serving_check": self.serving_check,
             "pushed_path": self.pushed_path,
             "pushed_this_run": bool(self.pushed_path) and getattr(
                 self.component("Pusher"), "state", None) == "ran",
@@ -84,6 +87,11 @@ def _artifacts(store, execution, event_types=_OUTPUT_EVENTS) -> Dict[str, list]:
         key = event.path.steps[0].key if event.path.steps else ""
         outputs.setdefault(key, []).append(artifacts[event.artifact_id])
     return outputs
+
+
+def _custom_properties(artifact) -> Dict[str, object]:
+    return {name: getattr(value, value.WhichOneof("value"))
+            for name, value in artifact.custom_properties.items() if value.WhichOneof("value")}
 
 
 def run_ids(store, pipeline_name: str) -> List[str]:
@@ -189,6 +197,9 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
     if evaluator and evaluator.outputs.get("blessing"):
         blessing = evaluator.outputs["blessing"][0]
         summary.blessed = blessing.custom_properties["blessed"].int_value == 1
+    serving_check = summary.component("ServingCheck")
+    if serving_check and serving_check.outputs.get("blessing"):
+        summary.serving_check = _custom_properties(serving_check.outputs["blessing"][0])
     pusher = summary.component("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
         pushed = pusher.outputs["pushed_model"][0]

@@ -47,6 +47,22 @@ def metrics_table(summary: RunSummary) -> Table:
     return table
 
 
+def render_serving_check(summary: RunSummary, console: Console) -> None:
+    """The serving check's figures when it passed; why it blocked the push when it did not."""
+    check = summary.serving_check
+    if not check or str(check.get("reason", "")).startswith("skipped"):
+        return  # not run, or skipped because the Evaluator already refused the model
+    if check.get("blessed") == 1:
+        console.print(
+            f"[green]Serving check passed[/]: {check.get('examples', 0)} eval examples served "
+            f"through the REST API match the model's own predictions (max difference "
+            f"{check.get('max_abs_diff', float('nan')):.2g}); p50 latency "
+            f"{check.get('p50_latency_ms', float('nan')):.1f} ms.", soft_wrap=True)
+    else:
+        console.print(f"[bold red]Push blocked by the serving check[/], nothing was pushed: "
+                      f"{escape(str(check.get('reason') or '(no reason recorded)'))}", soft_wrap=True)
+
+
 def render(summary: RunSummary, console: Console) -> None:
     console.print(components_table(summary))
     if summary.metrics:
@@ -57,6 +73,7 @@ def render(summary: RunSummary, console: Console) -> None:
         console.print("[yellow]Model not blessed, so nothing was pushed[/]. Failed checks:")
         for failure in summary.blessing_failures or ["(no details recorded)"]:
             console.print(f"  - {escape(failure)}", soft_wrap=True)
+    render_serving_check(summary, console)
     pusher = summary.component("Pusher")
     if summary.pushed_path and pusher and pusher.state == "cached":
         console.print(f"Nothing changed, nothing new pushed; serving {escape(summary.pushed_path)}",

@@ -12,7 +12,7 @@ from pipeline.pipeline import create_pipeline
 
 EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "ExampleValidator",
                   "DataValidationGate", "previous_data_statistics_resolver", "DriftCheck", "Transform", "Trainer", "latest_blessed_model_resolver",
-                  "Evaluator", "Pusher"]
+                  "Evaluator", "ServingCheck", "Pusher"]
 
 
 @pytest.fixture
@@ -54,6 +54,12 @@ def test_wiring(components):
     assert _producer(c["Evaluator"].inputs["baseline_model"]) == "latest_blessed_model_resolver"
     assert _producer(c["Evaluator"].inputs["examples"]) == "CsvExampleGen"
     assert _producer(c["Pusher"].inputs["model_blessing"]) == "Evaluator"
+    # The serving check sits between Evaluator and Pusher, on the same candidate model.
+    assert _producer(c["ServingCheck"].inputs["model"]) == "Trainer"
+    assert _producer(c["ServingCheck"].inputs["model_blessing"]) == "Evaluator"
+    assert _producer(c["ServingCheck"].inputs["examples"]) == "CsvExampleGen"
+    assert _producer(c["Pusher"].inputs["infra_blessing"]) == "ServingCheck"
+    assert _producer(c["Pusher"].inputs["model"]) == "Trainer"
 
 
 def test_resolver_sees_the_candidate_so_it_can_exclude_it(components):
@@ -73,6 +79,9 @@ def test_config_reaches_the_components(config, components):
     assert '"batch_size": 128' in c["Trainer"].exec_properties["custom_config"]
     assert '"models_sha256"' in c["Trainer"].exec_properties["custom_config"]
     assert '"models_sha256"' in c["Transform"].exec_properties["custom_config"]
+    assert c["ServingCheck"].exec_properties["model_name"] == config.model_name
+    assert c["ServingCheck"].exec_properties["tolerance"] == config.serving_check_tolerance
+    assert c["ServingCheck"].exec_properties["max_p50_latency_ms"] == config.serving_check_max_p50_ms
     push = c["Pusher"].exec_properties["push_destination"]
     assert os.path.join(config.serving_dir, config.model_name) in push
 
@@ -127,7 +136,9 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     assert eval_config.model_specs[0].label_key == features.TRANSFORMED_LABEL_KEY
 
 
-@pytest.mark.parametrize("kwargs", [{"train_steps": 0}, {"batch_size": -1}, {"auc_floor": 1.5}])
+@pytest.mark.parametrize("kwargs", [{"train_steps": 0}, {"batch_size": -1}, {"auc_floor": 1.5},
+                                    {"serving_check_tolerance": -1e-6},
+                                    {"serving_check_max_p50_ms": 0}, {"serving_check_examples": 0}])
 def test_invalid_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         PipelineConfig(**kwargs)
