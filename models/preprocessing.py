@@ -43,8 +43,11 @@ def preprocessing_fn(inputs):
     """tf.Transform callback: every output is keyed by `features.transformed_name`."""
     outputs = {}
     for key in features.NUMERIC_FEATURES:
-        value = tf.math.log1p(tf.maximum(_float_with_mean_imputed(inputs[key]), 0.0))
-        outputs[features.transformed_name(key)] = tft.scale_to_z_score(value)
+        value = tf.maximum(_float_with_mean_imputed(inputs[key]), 0.0)
+        outputs[features.transformed_name(key)] = tft.scale_to_z_score(tf.math.log1p(value))
+        # Quantile buckets of the value itself, not of its log1p (the same partition: log1p is
+        # monotonic). log1p's last bit depends on the batch (vectorized vs scalar kernel), so common
+        # values sitting on a boundary (0.8 miles) changed bucket with the other rows in a request.
         outputs[features.bucket_name(key)] = tft.bucketize(
             value, features.NUMERIC_QUANTILE_BUCKETS)
 

@@ -98,3 +98,27 @@ def test_missing_coordinates_get_the_unknown_location(transformed):
         has_coordinates = bool(row["dropoff_latitude"]) and bool(row["dropoff_longitude"])
         assert (out[dropoff] == features.UNKNOWN_LOCATION_ID) != has_coordinates
         assert 0 <= out[dropoff] < features.NUM_LOCATION_IDS
+
+
+
+@pytest.mark.slow
+def test_a_row_gets_the_same_bucket_alone_or_in_a_batch(taxi_rows):
+    """The server batches requests, so a row's features must not depend on the other rows. 0.8 miles
+    is common, so it becomes a quantile boundary; TF's log1p differs in the last bit between its
+    vectorized kernel (runs of 8+ values) and its scalar one, which moved such rows across it."""
+    schema = io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)
+    raw = _raw_instances(taxi_rows, schema)
+    for i, row in enumerate(raw):
+        row["trip_miles"] = [0.8] if i % 2 else [0.5 + i / 10]
+    metadata = dataset_metadata.DatasetMetadata(schema)
+    bucket = features.bucket_name("trip_miles")
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True,
+                          desired_batch_size=ROWS):
+        transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
+        buckets = {}
+        for size in (1, 16):
+            rows = [raw[1]] * size
+            (out, _) = ((rows, metadata), transform_fn) | tft_beam.TransformDataset(
+                output_record_batches=False)
+            buckets[size] = {o[bucket] for o in out}
+    assert buckets[1] == buckets[16] and len(buckets[16]) == 1, buckets
