@@ -4,6 +4,7 @@ Used by the serving check (components/serving_check.py) to serve a candidate mod
 served after the push: same server, same REST API (TF Serving's), same model directory layout.
 """
 import ctypes
+import json
 import signal
 import socket
 import subprocess
@@ -126,16 +127,20 @@ class LocalServer:
     def predict(self, signature_name: str, instances: Sequence) -> Tuple[List[float], float]:
         """TF Serving's REST predict (row format); returns the predictions and the seconds it took."""
         body = {"signature_name": signature_name, "instances": list(instances)}
+        # NaN is the raw signature's missing-float marker; TF Serving's JSON parser accepts the token
+        # (requests' own json= encoding refuses it).
+        data = json.dumps(body, allow_nan=True)
         started = time.perf_counter()
         try:
-            reply = self._session.post(self.url + ":predict", json=body, timeout=60)
+            reply = self._session.post(self.url + ":predict", data=data, timeout=60,
+                                       headers={"Content-Type": "application/json"})
         except requests.RequestException as e:
             raise self._fail(f"A {signature_name} request to {self.url}:predict failed: {e}") from e
         seconds = time.perf_counter() - started
         if not reply.ok:
             raise ServingRuntimeError(
                 f"The model server answered {reply.status_code} to a {signature_name} request of "
-                f"{len(body['instances'])} example(s): {reply.text[:500]}")
+                f"{len(instances)} example(s): {reply.text[:500]}")
         try:
             return reply.json()["predictions"], seconds
         except (ValueError, KeyError) as e:

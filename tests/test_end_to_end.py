@@ -55,6 +55,7 @@ def held_out(taxi_rows):
 
 def test_first_run_pushes_one_servable_version(runs, pushed):
     assert "Model blessed" in runs["first"].stdout and "Pushed" in runs["first"].stdout
+    assert "Serving check passed" in runs["first"].stdout
     # The extra column is reported and tolerated, as are the few unseen companies.
     assert "column(s) export_batch are not used by the model" in runs["first"].stderr
     assert os.path.basename(pushed).isdigit()  # TF Serving's <model>/<version>/ layout
@@ -115,7 +116,7 @@ def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
     # A resolver has no executor and is never cached: it re-queries MLMD (milliseconds).
     assert states.pop("latest_blessed_model_resolver") == "ran"
     assert states.pop("previous_data_statistics_resolver") == "ran"
-    assert len(states) == 10 and all(state == "cached" for state in states.values()), states
+    assert len(states) == 11 and all(state == "cached" for state in states.values()), states
     assert runs["versions_second"] == runs["versions_first"]
     assert "nothing new pushed" in runs["second"].stdout
 
@@ -135,6 +136,33 @@ def test_every_run_leaves_a_record_and_the_runs_command_lists_them(runs):
     assert first["run_id"] in listing.stdout
 
 
+def test_serving_check_served_the_candidate_before_the_push(runs):
+    """The first run's candidate went through `pipeline serve` and matched its in-process answers."""
+    records = [json.loads(p.read_text()) for p in (runs["root"] / "out" / "runs").glob("*.json")]
+    first = min(records, key=lambda r: r["started_ms"])
+    check = first["serving_check"]
+    assert check["blessed"] == 1 and check["reason"] == "", check
+    assert check["examples"] == 100 and check["max_abs_diff"] <= 1e-5
+    assert 0 < check["p50_latency_ms"] <= check["max_p50_latency_ms"]
+    order = [c["name"] for c in first["components"]]
+    assert order.index("Evaluator") < order.index("ServingCheck") < order.index("Pusher")
+
+
+def test_serving_check_blocks_the_push_when_serving_is_too_slow(runs):
+    """An impossible latency bound (10 microseconds over HTTP): the model is blessed and serves the
+    right answers, the check blocks the push and says why; the run itself succeeds."""
+    result = run_cli(*runs["args"], "--serving-check-max-p50-ms", "0.01")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Model blessed" in result.stdout
+    assert "Push blocked by the serving check" in result.stdout
+    assert "over the limit of 0.01 ms" in result.stdout
+    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
+    summary = summarize(str(runs["root"] / "out" / "metadata.sqlite"), PIPELINE_NAME)
+    states = {c.name: c.state for c in summary.components}
+    assert states["ServingCheck"] == "ran" and states["Trainer"] == "cached"
+    assert summary.serving_check["blessed"] == 0 and summary.pushed_path is None
+
+
 def test_a_weaker_model_than_the_blessed_one_is_not_pushed(runs):
     """One training step after a good model: the summary names the failed metric and slice."""
     result = run_cli(*runs["args"], "--train-steps", "1", "--epochs", "1")
@@ -150,6 +178,7 @@ def test_unblessed_model_is_a_normal_outcome(runs):
     result = run_cli(*runs["args"], "--auc-floor", "0.999")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Model not blessed" in result.stdout and "auc on Overall" in result.stdout
+    assert "serving check" not in result.stdout.lower()  # skipped: nothing to serve
     assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
 
 
