@@ -129,7 +129,7 @@ class LocalServer:
         body = {"signature_name": signature_name, "instances": list(instances)}
         # NaN is the raw signature's missing-float marker; TF Serving's JSON parser accepts the token
         # (requests' own json= encoding refuses it).
-        data = json.dumps(body, allow_nan=True)
+        data = json.dumps(body, allow_nan=True).encode()
         started = time.perf_counter()
         try:
             reply = self._session.post(self.url + ":predict", data=data, timeout=60,
