@@ -156,13 +156,13 @@ def test_an_unblessed_model_is_skipped_without_serving_it(tmp_path, serialized):
 # --- Real models on a real server: slow ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory, taxi_rows):
-    from tests.saved_models import save_serving_model, transform_output
+def models_dir(tmp_path_factory, saved_model_dir, taxi_rows):
+    """`candidate`: conftest's real SavedModel; `other`: the same export with other weights."""
+    from tests.serving_helpers import build_saved_model  # pylint: disable=import-outside-toplevel
 
     root = tmp_path_factory.mktemp("serving_check_models")
-    output = transform_output(taxi_rows[1][::50], str(root / "transform"))
-    save_serving_model(output, str(root / "candidate"), seed=1)
-    save_serving_model(output, str(root / "other"), seed=2)
+    os.symlink(saved_model_dir, root / "candidate")
+    build_saved_model(str(root / "other"), taxi_rows[1][:300], seed=1)
     return root
 
 
