@@ -10,20 +10,28 @@ import shlex
 from typing import Callable, Dict, Mapping, Tuple
 
 from pipeline import spans
-from pipeline.config import PipelineConfig, default_data_root
+from pipeline.config import PipelineConfig, beam_args_for, default_data_root, with_worker_setup
 
 # Variable -> (PipelineConfig field, parser). Unset variables keep the CLI's defaults.
 CONFIG_VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "TAXI_PIPELINE_DATA_ROOT": ("data_root", str),
     "TAXI_PIPELINE_OUTPUT_DIR": ("output_dir", str),
     "TAXI_PIPELINE_SERVING_DIR": ("serving_dir", str),
+    "TAXI_PIPELINE_MODEL_NAME": ("model_name", str),
     "TAXI_PIPELINE_TRAIN_STEPS": ("train_steps", int),
     "TAXI_PIPELINE_EVAL_STEPS": ("eval_steps", int),
+    "TAXI_PIPELINE_EPOCHS": ("epochs", int),
+    "TAXI_PIPELINE_BATCH_SIZE": ("batch_size", int),
     "TAXI_PIPELINE_AUC_FLOOR": ("auc_floor", float),
     "TAXI_PIPELINE_SPAN_WINDOW": ("span_window", int),
-    # Beam options, as on the command line: "--runner=DataflowRunner --project=p ..."
-    "TAXI_PIPELINE_BEAM_ARGS": ("beam_args", shlex.split),
+    "TAXI_PIPELINE_DISTRIBUTION_STRATEGY": ("distribution_strategy", str),
+    "TAXI_PIPELINE_SERVING_CHECK_TOLERANCE": ("serving_check_tolerance", float),
+    "TAXI_PIPELINE_SERVING_CHECK_MAX_P50_MS": ("serving_check_max_p50_ms", float),
 }
+# Beam: a --beam-mode preset and options as on the command line ("--runner=DataflowRunner --project=p"),
+# combined as the CLI combines them (pipeline.config.beam_args_for, with_worker_setup).
+BEAM_MODE_VARIABLE = "TAXI_PIPELINE_BEAM_MODE"
+BEAM_ARGS_VARIABLE = "TAXI_PIPELINE_BEAM_ARGS"
 # Variable -> default, for the DAG itself.
 DAG_VARIABLES = {
     "TAXI_PIPELINE_SCHEDULE": "@daily",  # a cron expression or an Airflow preset
@@ -53,6 +61,12 @@ def config_from_env(environ: Mapping[str, str]) -> PipelineConfig:
     kwargs = {field: _parse(name, environ[name], parser)
               for name, (field, parser) in CONFIG_VARIABLES.items() if environ.get(name)}
     kwargs.setdefault("data_root", default_data_root())
+    extra = _parse(BEAM_ARGS_VARIABLE, environ.get(BEAM_ARGS_VARIABLE, ""), shlex.split)
+    try:
+        kwargs["beam_args"] = with_worker_setup(beam_args_for(environ.get(BEAM_MODE_VARIABLE) or None,
+                                                              extra))
+    except ValueError as e:
+        raise ConfigError(f"{e} ({BEAM_MODE_VARIABLE}={environ.get(BEAM_MODE_VARIABLE)!r})") from e
     for field in PATH_FIELDS:
         path = kwargs.get(field, getattr(PipelineConfig, field, None))
         if "://" not in path:

@@ -18,7 +18,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from pipeline.airflow_config import ConfigError, config_from_env, dag_settings
-from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig, default_data_root
+from pipeline.config import (BEAM_MODES, DEFAULT_BEAM_ARGS, PipelineConfig, default_data_root,
+                             with_worker_setup)
 from pipeline.pipeline import create_pipeline
 from tests.conftest import cli_env
 
@@ -103,7 +104,8 @@ def test_unset_variables_keep_the_cli_s_defaults(tmp_path):
     assert config.output_dir == str(tmp_path / "pipeline_output")
     assert config.serving_dir == str(tmp_path / "serving_model")
     assert config.data_root == default_data_root()
-    assert (config.train_steps, config.beam_args) == (PipelineConfig.train_steps, DEFAULT_BEAM_ARGS)
+    assert config.train_steps == PipelineConfig.train_steps
+    assert config.beam_args == with_worker_setup(DEFAULT_BEAM_ARGS)  # as the CLI's default
     settings = dag_settings({})
     assert settings["schedule"] == "@daily" and settings["catchup"] is False
     assert settings["default_args"] == {"retries": 2, "retry_delay": datetime.timedelta(minutes=5)}
@@ -113,7 +115,16 @@ def test_remote_paths_and_beam_args_pass_through():
     config = config_from_env({"TAXI_PIPELINE_DATA_ROOT": "gs://b/data",
                               "TAXI_PIPELINE_BEAM_ARGS": "--runner=DataflowRunner --project=p"})
     assert config.data_root == "gs://b/data"
-    assert config.beam_args == ("--runner=DataflowRunner", "--project=p")
+    # As from the CLI: workers get the project from its setup.py and the worker plugin.
+    assert config.beam_args == with_worker_setup(("--runner=DataflowRunner", "--project=p"))
+    assert any(arg.startswith("--setup_file=") for arg in config.beam_args)
+
+
+def test_the_beam_mode_preset_comes_before_the_beam_args():
+    config = config_from_env({"TAXI_PIPELINE_BEAM_MODE": "multi_processing",
+                              "TAXI_PIPELINE_BEAM_ARGS": "--direct_num_workers=2"})
+    assert config.beam_args == with_worker_setup(BEAM_MODES["multi_processing"]
+                                                 + ("--direct_num_workers=2",))
 
 
 def test_a_span_versioned_data_root_is_detected_as_the_cli_does(tmp_path):
@@ -129,6 +140,9 @@ def test_a_span_versioned_data_root_is_detected_as_the_cli_does(tmp_path):
 @pytest.mark.parametrize("variable,value", [("TAXI_PIPELINE_TRAIN_STEPS", "many"),
                                             ("TAXI_PIPELINE_TRAIN_STEPS", "0"),
                                             ("TAXI_PIPELINE_AUC_FLOOR", "2"),
+                                            ("TAXI_PIPELINE_DISTRIBUTION_STRATEGY", "tpu"),
+                                            ("TAXI_PIPELINE_BEAM_MODE", "turbo"),
+                                            ("TAXI_PIPELINE_BEAM_ARGS", '--project="p'),
                                             ("TAXI_PIPELINE_RETRIES", "x")])
 def test_a_bad_setting_names_the_variable(variable, value):
     with pytest.raises(ConfigError, match=f"{variable}='{value}'"):
