@@ -28,6 +28,7 @@ setup(
         "rich==13.9.4",
         "starlette==1.7.0",
         "uvicorn==0.54.0",
+        "httptools==0.9.0",
         "httpx==0.28.1",
     ],
     extras_require={
