@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import grpc
 import httpx
@@ -158,9 +159,25 @@ def _counter(server, name, signature):
 def test_concurrent_requests_share_model_calls(server, rows, expected):
     calls_before = _counter(server, "serving_model_calls_total", "serving_raw")
     examples_before = _counter(server, "serving_examples_total", "serving_raw")
-    requests = [client.raw_request([row]) for row in rows[:32]]
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        responses = list(pool.map(lambda body: post(server, f"{MODEL_NAME}:predict", body), requests))
+    bodies = [json.dumps(client.raw_request([row])) for row in rows[:32]]
+    # One connected client per request and a barrier, so the requests reach the server together. A new
+    # client per request spends milliseconds of GIL-held set-up each, which spread 32 of them out
+    # across several batch windows on a busy 2-core machine.
+    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in bodies]
+    barrier = threading.Barrier(len(bodies))
+
+    def send(i):
+        barrier.wait()
+        return clients[i].post(f"/v1/models/{MODEL_NAME}:predict", content=bodies[i])
+
+    try:
+        for each in clients:
+            each.get(f"/v1/models/{MODEL_NAME}").raise_for_status()  # connect before the barrier
+        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+            responses = list(pool.map(send, range(len(bodies))))
+    finally:
+        for each in clients:
+            each.close()
     predictions = [r.json()["predictions"][0] for r in responses]
     # Each request still gets its own row back, as the row alone would be answered: batching must not
     # move a value to another bucket (it did, through TF's vectorised log1p; models/preprocessing.py).
