@@ -24,7 +24,6 @@ from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBl
 from tfx.utils import io_utils, path_utils
 
 from components.serving_runtime import LocalServer, ServingRuntimeError
-from models.signatures import PROBABILITY_KEY
 
 SPLIT = "eval"
 RAW_SIGNATURE = "serving_raw"
@@ -100,10 +99,17 @@ def in_process_predictions(model, raw_instances: List[dict], b64_instances: List
            for column, s in spec.items()}
     examples = tf.constant([base64.b64decode(i["b64"]) for i in b64_instances])
     return {
-        RAW_SIGNATURE: model.signatures[RAW_SIGNATURE](**raw)[PROBABILITY_KEY].numpy(),
-        EXAMPLES_SIGNATURE: model.signatures[EXAMPLES_SIGNATURE](examples=examples)[
-            PROBABILITY_KEY].numpy(),
+        RAW_SIGNATURE: _single_output(model.signatures[RAW_SIGNATURE](**raw)),
+        EXAMPLES_SIGNATURE: _single_output(model.signatures[EXAMPLES_SIGNATURE](examples=examples)),
     }
+
+
+def _single_output(outputs: Dict[str, tf.Tensor]) -> np.ndarray:
+    """The signature's one output (binary: probability), as TF Serving's row format returns it."""
+    if len(outputs) != 1:
+        raise ServingRuntimeError(f"The serving check compares single-output signatures; this one "
+                                  f"returns {', '.join(sorted(outputs))}")
+    return next(iter(outputs.values())).numpy()
 
 
 def probe(server: LocalServer, raw_instances: List[dict], b64_instances: List[dict]
@@ -222,7 +228,7 @@ def run_check(model: Model, examples: Examples, model_blessing: Optional[ModelBl
 def ServingCheck(model: InputArtifact[Model], examples: InputArtifact[Examples],
                  blessing: OutputArtifact[InfraBlessing],
                  model_blessing: InputArtifact[ModelBlessing] = None,
-                 model_name: Parameter[str] = "big_tipper",
+                 model_name: Parameter[str] = "model",
                  num_examples: Parameter[int] = 100,
                  tolerance: Parameter[float] = 1e-5,
                  max_p50_latency_ms: Parameter[float] = 500.0,

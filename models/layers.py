@@ -6,7 +6,7 @@ so a saved model reloads without `custom_objects`.
 """
 import tensorflow as tf
 
-_PACKAGE = "taxi_pipeline"
+_PACKAGE = "tabular_pipeline"
 
 
 def _positive_int(name: str, value) -> int:
@@ -119,30 +119,30 @@ class FeatureCross(tf.keras.layers.Layer):
 
 
 @tf.keras.utils.register_keras_serializable(package=_PACKAGE)
-class LocationEmbedding(tf.keras.layers.Layer):
-    """An embedding table for location-grid cells, meant to be shared by pickup and dropoff.
+class SharedEmbedding(tf.keras.layers.Layer):
+    """An embedding table meant to be called on several inputs that hold the same kind of id.
 
-    Sharing one table means a cell learns from trips that start and trips that end there, and the model
-    has half the location parameters.
+    Pickup and dropoff grid cells, origin and destination airports: sharing one table means an id
+    learns from every column it appears in, and the model has one table instead of several.
     """
 
-    def __init__(self, num_locations: int, embedding_dim: int,
+    def __init__(self, num_ids: int, embedding_dim: int,
                  embeddings_initializer="uniform", embeddings_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_locations = _positive_int("num_locations", num_locations)
+        self.num_ids = _positive_int("num_ids", num_ids)
         self.embedding_dim = _positive_int("embedding_dim", embedding_dim)
         self.embeddings_initializer = tf.keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = tf.keras.regularizers.get(embeddings_regularizer)
 
     def build(self, input_shape):
         self.embeddings = self.add_weight(
-            name="embeddings", shape=(self.num_locations, self.embedding_dim),
+            name="embeddings", shape=(self.num_ids, self.embedding_dim),
             initializer=self.embeddings_initializer, regularizer=self.embeddings_regularizer,
             trainable=True)
         super().build(input_shape)
 
-    def call(self, location_ids):
-        return tf.nn.embedding_lookup(self.embeddings, tf.cast(location_ids, tf.int32))
+    def call(self, ids):
+        return tf.nn.embedding_lookup(self.embeddings, tf.cast(ids, tf.int32))
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape).concatenate([self.embedding_dim])
@@ -150,7 +150,7 @@ class LocationEmbedding(tf.keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "num_locations": self.num_locations,
+            "num_ids": self.num_ids,
             "embedding_dim": self.embedding_dim,
             "embeddings_initializer": tf.keras.initializers.serialize(self.embeddings_initializer),
             "embeddings_regularizer": tf.keras.regularizers.serialize(self.embeddings_regularizer)

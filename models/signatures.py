@@ -1,7 +1,8 @@
 """The exported SavedModel's signatures; each applies the Transform graph, so clients send raw features.
 
-- `serving_default`: serialized tf.Examples (raw features, no label) -> big-tipper probability.
-- `serving_raw`: one tensor per raw column (for JSON clients) -> big-tipper probability. A missing value
+- `serving_default`: serialized tf.Examples (raw features, no label) -> the task's outputs
+  (models/tasks.py; binary: `probability`).
+- `serving_raw`: one tensor per raw column (for JSON clients) -> the same outputs. A missing value
   is NaN for a float column, "" for a string column and -1 for an integer column.
 - `transform_features`: serialized tf.Examples with the label -> transformed features (used by TFMA).
 """
@@ -10,17 +11,14 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features
-
-PROBABILITY_KEY = "big_tipper_probability"
+from models.spec import DatasetSpec
 
 
-def serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> Dict[str, tf.io.VarLenFeature]:
-    """The raw feature spec without columns that only feed the label."""
-    spec = tf_transform_output.raw_feature_spec()
-    for column in set(features.LABEL_SOURCE_COLUMNS) - set(features.SERVING_COLUMNS):
-        spec.pop(column, None)
-    return spec
+def serving_feature_spec(tf_transform_output: tft.TFTransformOutput,
+                         spec: DatasetSpec) -> Dict[str, tf.io.VarLenFeature]:
+    """The raw feature spec of the columns the model reads (no label sources, no ignored columns)."""
+    raw = tf_transform_output.raw_feature_spec()
+    return {column: raw[column] for column in spec.serving_columns}
 
 
 def _missing_mask(value: tf.Tensor) -> tf.Tensor:
@@ -42,16 +40,17 @@ def _as_raw_input(value: tf.Tensor, spec) -> tf.Tensor:
                            dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0], 1]))
 
 
-def make_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput) -> dict:
+def make_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                    spec: DatasetSpec) -> dict:
     # Tracked on the model so the Transform graph's assets (vocabularies) are saved with it.
     model.tft_layer = tf_transform_output.transform_features_layer()
-    serving_spec = serving_feature_spec(tf_transform_output)
+    serving_spec = serving_feature_spec(tf_transform_output, spec)
     full_spec = tf_transform_output.raw_feature_spec()
+    model_inputs = [i.name for i in spec.model_inputs]
 
     def predict(raw_features):
         transformed = model.tft_layer(raw_features)
-        inputs = {k: transformed[k] for k in features.MODEL_INPUTS}
-        return {PROBABILITY_KEY: tf.reshape(model(inputs), [-1])}
+        return spec.task.serving_outputs(model({k: transformed[k] for k in model_inputs}))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples(examples):
@@ -59,7 +58,7 @@ def make_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformO
 
     raw_input_signature = {
         column: tf.TensorSpec([None], serving_spec[column].dtype, name=column)
-        for column in features.SERVING_COLUMNS}
+        for column in spec.serving_columns}
 
     @tf.function(input_signature=[raw_input_signature])
     def serve_raw_features(raw):

@@ -13,9 +13,10 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
-from models import features
-from models.model import ModelConfig, build_model
+from models.model import build_model
+from models.preprocessing import spec_from_custom_config
 from models.signatures import make_signatures
+from models.spec import DatasetSpec
 
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_EPOCHS = 2
@@ -42,7 +43,8 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def input_fn(file_pattern, data_accessor, tf_transform_output, batch_size: int) -> tf.data.Dataset:
+def input_fn(file_pattern, data_accessor, tf_transform_output, spec: DatasetSpec,
+             batch_size: int) -> tf.data.Dataset:
     """Transformed examples as (model inputs, label of shape [batch, 1]), repeated indefinitely.
 
     `batch_size` is the global batch: a strategy splits each batch across its replicas. Workers
@@ -53,10 +55,11 @@ def input_fn(file_pattern, data_accessor, tf_transform_output, batch_size: int) 
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(batch_size=batch_size,
-                                       label_key=features.TRANSFORMED_LABEL_KEY),
+                                       label_key=spec.transformed_label),
         tf_transform_output.transformed_metadata.schema)
+    model_inputs = [i.name for i in spec.model_inputs]
     return dataset.map(
-        lambda x, y: ({k: x[k] for k in features.MODEL_INPUTS}, tf.reshape(y, [-1, 1])),
+        lambda x, y: ({k: x[k] for k in model_inputs}, tf.reshape(y, [-1, 1])),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
@@ -69,12 +72,14 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     epochs = max(1, min(int(custom_config.get("epochs", DEFAULT_EPOCHS)), fn_args.train_steps))
     tf.keras.utils.set_random_seed(int(custom_config.get("seed", 42)))
 
+    spec = spec_from_custom_config(custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, batch_size)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, batch_size)
+    train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, batch_size)
+    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
+                          batch_size)
 
     with strategy.scope():
-        model = build_model(ModelConfig.from_dict(custom_config))
+        model = build_model(spec)
     steps_per_epoch = max(1, fn_args.train_steps // epochs)
     logging.info("Training %d epochs of %d steps, global batch size %d on %d replica(s)", epochs,
                  steps_per_epoch, batch_size, strategy.num_replicas_in_sync)
@@ -86,7 +91,7 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     # Every worker must save (saving runs collective ops); only the chief's copy is kept.
     is_chief = _is_chief(strategy)
     save_dir = fn_args.serving_model_dir if is_chief else tempfile.mkdtemp(prefix="non_chief_model_")
-    model.save(save_dir, save_format="tf", signatures=make_signatures(model, tf_transform_output))
+    model.save(save_dir, save_format="tf", signatures=make_signatures(model, tf_transform_output, spec))
     if not is_chief:
         shutil.rmtree(save_dir, ignore_errors=True)
     return model

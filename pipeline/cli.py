@@ -15,8 +15,9 @@ import click  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from pipeline.config import (BEAM_MODES, DISTRIBUTION_STRATEGIES,  # noqa: E402
-                             PipelineConfig, beam_args_for, with_worker_setup)
+from pipeline.config import (BEAM_MODES, DEFAULT_SPEC_DIR,  # noqa: E402
+                             DISTRIBUTION_STRATEGIES, PipelineConfig, beam_args_for,
+                             with_worker_setup)
 
 # Piped output (CI logs, files) gets a width that fits the metrics table instead of rich's 80.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -49,19 +50,41 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
+def spec_option(command):
+    """`--spec DIR`: the dataset spec directory (dataset.yaml + schema.pbtxt)."""
+    return click.option(
+        "--spec", "spec_dir", type=click.Path(file_okay=False), default=DEFAULT_SPEC_DIR,
+        show_default="schemas/taxi",
+        help="Dataset spec directory: dataset.yaml (columns, label, task, model) and schema.pbtxt.")(
+            command)
+
+
+def _config(**kwargs) -> PipelineConfig:
+    """PipelineConfig, or exit 2 with the spec's or the value's error."""
+    from models.spec import SpecError  # pylint: disable=import-outside-toplevel
+
+    try:
+        return PipelineConfig(**kwargs)
+    except SpecError as e:
+        _error(f"[bold red]Bad dataset spec[/]: {escape(str(e))}")
+        sys.exit(EXIT_BAD_INPUT)
+
+
 @click.group()
 def main():
-    """A TFX pipeline: taxi CSV to a validated, evaluated, TF-Serving-ready model."""
+    """A TFX pipeline: a CSV table, declared in a dataset spec, to a validated, evaluated,
+    TF-Serving-ready model."""
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
+@spec_option
 @click.option("--data-root", type=click.Path(), default=None,
-              help="Directory of CSV files (header row required). Default: the taxi sample in tfx.")
+              help="Directory of CSV files (header row required). Default: the spec's data_root.")
 @click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True,
               help="Pipeline root (artifacts) and the SQLite metadata store.")
 @click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True,
               help="Blessed models are pushed to <serving-dir>/<model-name>/<version>/.")
-@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
+@click.option("--model-name", default=None, help="Default: the spec's label name.")
 @click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
               show_default=True)
 @click.option("--eval-steps", type=click.IntRange(min=1), default=PipelineConfig.eval_steps,
@@ -98,20 +121,20 @@ def main():
 @click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs, batch_size,
-        auc_floor, span_window, distribution_strategy, accept_drift, serving_check_tolerance,
-        serving_check_max_p50_ms, no_cache, beam_mode, beam_arg, verbose, print_config, beam_args):
+def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs,
+        batch_size, auc_floor, span_window, distribution_strategy, accept_drift,
+        serving_check_tolerance, serving_check_max_p50_ms, no_cache, beam_mode, beam_arg, verbose,
+        print_config, beam_args):
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
     from pipeline import spans  # pylint: disable=import-outside-toplevel
-    from pipeline.config import default_data_root  # pylint: disable=import-outside-toplevel
 
-    data_root = data_root or default_data_root()
+    data_root = _config(spec_dir=spec_dir, data_root=data_root).data_root
     try:
         span_versioned = spans.is_span_versioned(data_root)
     except spans.SpanLayoutError:
         span_versioned = True  # a malformed span layout; the input checks below report it
-    config = PipelineConfig(
-        data_root=data_root, output_dir=output_dir, serving_dir=serving_dir,
+    config = _config(
+        spec_dir=spec_dir, data_root=data_root, output_dir=output_dir, serving_dir=serving_dir,
         model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
         batch_size=batch_size, auc_floor=auc_floor, span_versioned=span_versioned,
         span_window=span_window, distribution_strategy=distribution_strategy,
@@ -127,7 +150,7 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
     from pipeline import data_checks  # pylint: disable=import-outside-toplevel
 
     try:
-        check = data_checks.check_data_root(config.data_root)
+        check = data_checks.check_data_root(config.data_root, config.spec)
     except data_checks.InputDataError as e:
         _error(f"[bold red]Bad input data[/]: {escape(str(e))}")
         sys.exit(EXIT_BAD_INPUT)
@@ -168,15 +191,16 @@ def run(data_root, output_dir, serving_dir, model_name, train_steps, eval_steps,
 
 
 @main.command()
+@spec_option
 @click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True)
 @click.option("--run-id", default=None, help="A run id from the metadata store; default: the latest.")
-def summary(output_dir, run_id):
+def summary(spec_dir, output_dir, run_id):
     """Print the summary of a past run from the metadata store."""
     _quiet_libraries(False)
     from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
     from pipeline.summary_view import render  # pylint: disable=import-outside-toplevel
 
-    config = PipelineConfig(output_dir=output_dir)
+    config = _config(spec_dir=spec_dir, output_dir=output_dir)
     try:
         render(summarize(config.metadata_path, config.pipeline_name, run_id), console)
     except (FileNotFoundError, LookupError) as e:
@@ -185,15 +209,16 @@ def summary(output_dir, run_id):
 
 
 @main.command()
+@spec_option
 @click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True)
-def runs(output_dir):
+def runs(spec_dir, output_dir):
     """List past runs from the metadata store: what ran, the AUC, blessed or not, what was pushed."""
     _quiet_libraries(False)
     from rich.table import Table  # pylint: disable=import-outside-toplevel
 
     from pipeline.run_summary import open_store, run_ids, summarize  # pylint: disable=import-outside-toplevel
 
-    config = PipelineConfig(output_dir=output_dir)
+    config = _config(spec_dir=spec_dir, output_dir=output_dir)
     if not os.path.exists(config.metadata_path):
         _error(f"[red]No metadata store at {escape(config.metadata_path)}: has the pipeline run here?[/]")
         sys.exit(EXIT_FAILED)
@@ -213,12 +238,14 @@ def runs(output_dir):
 
 
 @main.command()
+@spec_option
 @click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True)
-@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
-def rollback(serving_dir, model_name):
+@click.option("--model-name", default=None, help="Default: the spec's label name.")
+def rollback(spec_dir, serving_dir, model_name):
     """Serve the previous pushed version again: the newest moves to <serving-dir>/.rolled_back/."""
     from pipeline import serving_dir as serving  # pylint: disable=import-outside-toplevel
 
+    model_name = _config(spec_dir=spec_dir, model_name=model_name).model_name
     try:
         moved, now_serving = serving.rollback(os.path.abspath(serving_dir), model_name)
     except serving.RollbackError as e:
@@ -229,6 +256,7 @@ def rollback(serving_dir, model_name):
 
 
 @main.command("compile")
+@spec_option
 @click.option("--target", type=click.Choice(["kubeflow"]), required=True,
               help="kubeflow: a Kubeflow Pipelines v2 / Vertex AI pipeline spec (needs the [kfp] extra).")
 @click.option("--image", required=True,
@@ -244,10 +272,10 @@ def rollback(serving_dir, model_name):
               help="Default of the `data_root` pipeline parameter. Default: the taxi sample in the image.")
 @click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
               show_default=True, help="Default of the `train_steps` pipeline parameter.")
-@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
+@click.option("--model-name", default=None, help="Default: the spec's label name.")
 @click.option("--auc-floor", type=click.FloatRange(0, 1), default=PipelineConfig.auc_floor,
               show_default=True)
-def compile_(target, image, output_path, pipeline_root, serving_dir, data_root, train_steps,
+def compile_(spec_dir, target, image, output_path, pipeline_root, serving_dir, data_root, train_steps,
              model_name, auc_floor):
     """Write the pipeline for an orchestrator: the same DAG `run` executes locally."""
     del target  # one target so far; the option keeps the command open to others
@@ -258,8 +286,9 @@ def compile_(target, image, output_path, pipeline_root, serving_dir, data_root, 
         _error(f"[red]Compiling for Kubeflow needs the kfp extra: "
                f"{escape(f'pip install .[kfp] ({e})')}[/]")
         sys.exit(EXIT_FAILED)
-    config = PipelineConfig(
-        data_root=data_root or kubeflow.IMAGE_TAXI_SAMPLE, output_dir=pipeline_root,
+    config = _config(
+        spec_dir=spec_dir, data_root=data_root or kubeflow.image_data_root(spec_dir),
+        output_dir=pipeline_root,
         serving_dir=serving_dir, model_name=model_name, train_steps=train_steps,
         auc_floor=auc_floor)
     for warning in kubeflow.local_path_warnings(config):
@@ -315,10 +344,11 @@ def serve(serving_dir, model_names, host, rest_port, grpc_port, poll_seconds, nu
 
 
 @main.command()
+@spec_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--url", default="http://127.0.0.1:8501", show_default=True,
               help="The server: `python -m pipeline serve` or TF Serving's REST address.")
-@click.option("--model-name", default=PipelineConfig.model_name, show_default=True)
+@click.option("--model-name", default=None, help="Default: the spec's label name.")
 @click.option("--model-version", type=click.IntRange(min=1), default=None,
               help="Ask for this version; default: the newest the server has.")
 @click.option("--format", "request_format", type=click.Choice(["raw", "b64"]), default="raw",
@@ -327,27 +357,28 @@ def serve(serving_dir, model_names, host, rest_port, grpc_port, poll_seconds, nu
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Rows per request.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"predictions\": [...]} as JSON.")
-def predict(file, url, model_name, model_version, request_format, batch_size, as_json):
-    """Big-tipper probabilities for the rows of a CSV or JSON FILE, from a model server."""
+def predict(spec_dir, file, url, model_name, model_version, request_format, batch_size, as_json):
+    """The model's answers for the rows of a CSV or JSON FILE, from a model server."""
     _quiet_libraries(False)
     from pipeline.serving import client  # pylint: disable=import-outside-toplevel
 
+    config = _config(spec_dir=spec_dir, model_name=model_name)
     try:
         rows = client.read_rows(file)
-        probabilities = client.predict(url, model_name, rows, request_format, model_version,
-                                       batch_size)
+        predictions = client.predict(url, config.model_name, rows, config.spec, request_format,
+                                     model_version, batch_size)
     except client.ClientError as e:
         _error(f"[red]{escape(str(e))}[/]")
         sys.exit(EXIT_FAILED)
     if as_json:
-        click.echo(json.dumps({"predictions": probabilities}))
+        click.echo(json.dumps({"predictions": predictions}))
         return
     from rich.table import Table  # pylint: disable=import-outside-toplevel
 
-    table = Table(title=f"{model_name} at {escape(url)}: P(big tipper), {len(rows)} rows")
-    for column in ("row", "payment_type", "fare", "probability", "big tipper"):
-        table.add_column(column, justify="right" if column in ("row", "fare", "probability") else "left")
-    for i, (row, p) in enumerate(zip(rows, probabilities), start=1):
-        table.add_row(str(i), escape(str(row.get("payment_type", ""))), str(row.get("fare", "")),
-                      f"{p:.4f}", "yes" if p >= 0.5 else "no")
+    label = config.spec.label.name
+    table = Table(title=f"{config.model_name} at {escape(url)}: {label}, {len(rows)} rows")
+    table.add_column("row", justify="right")
+    table.add_column(f"P({label})", justify="right")
+    for i, p in enumerate(predictions, start=1):
+        table.add_row(str(i), f"{p:.4f}")
     console.print(table)

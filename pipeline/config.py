@@ -3,8 +3,12 @@ import dataclasses
 import os
 from typing import Optional, Sequence, Tuple
 
+from models.spec import DatasetSpec, SpecError
+from models.spec import load as load_spec
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SCHEMA_PATH = os.path.join(PROJECT_ROOT, "schemas", "schema.pbtxt")
+# The dataset the project ships as its example: the Chicago taxi sample inside the tfx package.
+DEFAULT_SPEC_DIR = os.path.join(PROJECT_ROOT, "schemas", "taxi")
 PROJECT_SETUP_FILE = os.path.join(PROJECT_ROOT, "setup.py")  # absent when installed from a wheel
 BEAM_WORKER_PLUGIN = "pipeline.beam_worker"
 # Beam options that already tell workers where the code comes from.
@@ -57,27 +61,34 @@ def absolute(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def default_data_root() -> str:
-    """The Chicago taxi sample that ships inside the tfx package."""
-    import tfx  # pylint: disable=import-outside-toplevel
-
-    return os.path.join(os.path.dirname(tfx.__file__), "examples", "chicago_taxi_pipeline",
-                        "data", "simple")
+def default_data_root(spec_dir: str = DEFAULT_SPEC_DIR) -> str:
+    """The data root the dataset spec names (`data_root:`); SpecError if it names none."""
+    spec = load_spec(spec_dir)
+    root = spec.resolved_data_root()
+    if root is None:
+        raise SpecError(f"{spec.spec_path} has no data_root: pass --data-root, or add "
+                        "`data_root: <directory of CSV files>` to the spec")
+    return root
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """Everything `create_pipeline` needs. Local paths are made absolute on construction."""
-    pipeline_name: str = "taxi_big_tipper"
-    model_name: str = "big_tipper"
-    data_root: str = dataclasses.field(default_factory=default_data_root)
+    """Everything `create_pipeline` needs. Local paths are made absolute on construction.
+
+    What the data is (columns, label, task, model settings) is the dataset spec's (`spec_dir`,
+    models/spec.py); unset names and the data root default to the spec's.
+    """
+    spec_dir: str = DEFAULT_SPEC_DIR
+    # Default: <spec name>_<label name> and <label name>.
+    pipeline_name: Optional[str] = None
+    model_name: Optional[str] = None
+    data_root: Optional[str] = None
     # Data root holds span-<N>/ directories (pipeline/spans.py): ExampleGen reads the newest span and
     # Transform and Trainer train on the newest `span_window` spans ingested so far.
     span_versioned: bool = False
     span_window: int = 1
     output_dir: str = "pipeline_output"
     serving_dir: str = "serving_model"
-    schema_path: str = DEFAULT_SCHEMA_PATH
     # ExampleGen's hash split, in buckets: train 4 : eval 1.
     train_buckets: int = 4
     eval_buckets: int = 1
@@ -85,7 +96,6 @@ class PipelineConfig:
     eval_steps: int = 50
     epochs: int = 2
     batch_size: int = 128
-    learning_rate: float = 0.003
     distribution_strategy: str = "default"
     # Evaluator gates: an absolute AUC floor, and at most this much AUC loss against the baseline.
     auc_floor: float = 0.85
@@ -102,7 +112,15 @@ class PipelineConfig:
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
 
     def __post_init__(self):
-        for name in ("data_root", "output_dir", "serving_dir", "schema_path"):
+        object.__setattr__(self, "spec_dir", absolute(self.spec_dir))
+        spec = load_spec(self.spec_dir)
+        object.__setattr__(self, "_spec", spec)
+        if self.data_root is None:
+            object.__setattr__(self, "data_root", default_data_root(self.spec_dir))
+        object.__setattr__(self, "pipeline_name",
+                           self.pipeline_name or f"{spec.name}_{spec.label.name}")
+        object.__setattr__(self, "model_name", self.model_name or spec.label.name)
+        for name in ("data_root", "output_dir", "serving_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.train_steps < 1 or self.eval_steps < 1 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("train_steps, eval_steps, epochs and batch_size must be positive.")
@@ -120,6 +138,15 @@ class PipelineConfig:
         object.__setattr__(self, "beam_args", tuple(self.beam_args))
 
     @property
+    def spec(self) -> DatasetSpec:
+        """The dataset spec, loaded and validated once, on construction."""
+        return self._spec  # pylint: disable=no-member
+
+    @property
+    def schema_path(self) -> str:
+        return self.spec.schema_path
+
+    @property
     def pipeline_root(self) -> str:
         return os.path.join(self.output_dir, "pipeline_root")
 
@@ -135,5 +162,4 @@ class PipelineConfig:
     def trainer_config(self) -> dict:
         """Settings passed to `models.trainer.run_fn` through the Trainer's custom_config."""
         return {"batch_size": self.batch_size, "epochs": self.epochs,
-                "learning_rate": self.learning_rate,
                 "distribution_strategy": self.distribution_strategy}

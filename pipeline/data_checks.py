@@ -11,7 +11,7 @@ import math
 import os
 from typing import Iterable, List, Optional, Sequence
 
-from models import features
+from models.spec import DatasetSpec
 from pipeline import spans
 
 MAX_REPORTED_PROBLEMS = 5
@@ -59,10 +59,11 @@ def _is_finite_number(value: str) -> bool:
         return False
 
 
-def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRED_TRAINING_COLUMNS,
-                   numeric_columns: Iterable[str] = features.NUMERIC_COLUMNS,
-                   known_columns: Iterable[str] = features.KNOWN_COLUMNS) -> DataCheck:
+def check_csv_file(path: str, spec: DatasetSpec) -> DataCheck:
     """Counts the file's data rows and warns of unknown columns; raises InputDataError if unusable."""
+    required_columns: Sequence[str] = spec.required_columns
+    numeric_columns: Iterable[str] = spec.numeric_columns
+    known_columns: Iterable[str] = spec.known_columns
     problems: List[str] = []
     warnings: List[str] = []
     rows = 0
@@ -78,19 +79,24 @@ def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRE
             missing = [c for c in required_columns if c not in header]
             if missing:
                 raise InputDataError(
-                    f"{path} is missing required column(s): {', '.join(missing)}. Add them to the "
-                    f"header (values may be empty where unknown). Columns found: {', '.join(header)}.")
+                    f"{path} is missing required column(s): {', '.join(missing)} (declared in "
+                    f"{spec.spec_path}). Add them to the header (values may be empty where unknown), "
+                    f"or fix the spec. Columns found: {', '.join(header)}.")
             unknown = [c for c in header if c not in set(known_columns)]
             if unknown:
                 warnings.append(f"{path}: column(s) {', '.join(unknown)} are not used by the model "
                                 "and are ignored.")
             numeric = [(header.index(c), c) for c in numeric_columns if c in header]
+            label = header.index(spec.label.column) if spec.label.column else None
             for rows, row in enumerate(reader, start=1):
                 if len(row) != len(header):
                     problems.append(
                         f"line {reader.line_num}: {len(row)} fields where the header has "
                         f"{len(header)} (an unbalanced quote or a stray comma?)")
                     continue
+                if label is not None and not row[label].strip():
+                    problems.append(f"line {reader.line_num}, column '{spec.label.column}': the label "
+                                    "is empty (a row without a label cannot be trained on; drop it)")
                 for index, column in numeric:
                     value = row[index].strip()
                     if value and not _is_finite_number(value):
@@ -113,7 +119,7 @@ def check_csv_file(path: str, required_columns: Sequence[str] = features.REQUIRE
     return DataCheck(rows=rows, warnings=warnings)
 
 
-def check_data_root(data_root: str) -> DataCheck:
+def check_data_root(data_root: str, spec: DatasetSpec) -> DataCheck:
     """Checks every file ExampleGen will read: those in `data_root`, or, when it holds span-<N>/
     directories, those of the newest span (older spans were checked when their run read them)."""
     _check_directory(data_root)
@@ -123,6 +129,6 @@ def check_data_root(data_root: str) -> DataCheck:
         raise InputDataError(str(e)) from e
     span = max(span_dirs) if span_dirs else None
     read_dir = span_dirs[span] if span_dirs else data_root
-    checks = [check_csv_file(path) for path in _data_files(read_dir)]
+    checks = [check_csv_file(path, spec) for path in _data_files(read_dir)]
     return DataCheck(rows=sum(c.rows for c in checks), warnings=[w for c in checks for w in c.warnings],
                      span=span, span_dir=read_dir if span_dirs else None)

@@ -1,34 +1,32 @@
-"""The Evaluator's TFMA config: metrics, slices and the blessing thresholds."""
+"""The Evaluator's TFMA config: the task's metrics, the spec's slices and the blessing thresholds."""
 import tensorflow_model_analysis as tfma
 
-from models import features
 from pipeline.config import PipelineConfig
-
-METRICS = ("ExampleCount", "AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall",
-           "Calibration", "MeanLabel", "MeanPrediction")
-GATED_METRIC = "auc"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    auc_threshold = tfma.MetricThreshold(
+    spec = config.spec
+    gated = spec.task.gated_metric
+    direction = (tfma.MetricDirection.HIGHER_IS_BETTER if gated.higher_is_better
+                 else tfma.MetricDirection.LOWER_IS_BETTER)
+    threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.auc_floor}),
         # TFMA needs a strictly negative bound for "no regression" to let an equal model through.
         change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -max(config.max_auc_regression, 1e-10)}))
+            direction=direction, absolute={"value": -max(config.max_auc_regression, 1e-10)}))
     # Gate on the overall slice only: small slices (e.g. payment_type=Dispute) have too few examples,
-    # or only one class, for an AUC floor to mean anything.
-    overall_auc_gate = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
-                                                     threshold=auc_threshold)]
+    # or only one class, for a floor to mean anything.
+    overall_gate = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                                 threshold=threshold)]
     metrics = [tfma.MetricConfig(class_name=name,
-                                 per_slice_thresholds=overall_auc_gate if name == "AUC" else None)
-               for name in METRICS]
+                                 per_slice_thresholds=overall_gate if name == gated.tfma_class else None)
+               for name in spec.task.tfma_metrics()]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default",
-                                    label_key=features.TRANSFORMED_LABEL_KEY,
+                                    label_key=spec.transformed_label,
                                     preprocessing_function_names=["transform_features"])],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key])
-                                              for key in features.SLICE_FEATURES],
+                                              for key in spec.slices],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
-        # The model's compiled Keras metrics would repeat AUC and accuracy, slower.
+        # The model's compiled Keras metrics would repeat the task's metrics, slower.
         options=tfma.Options(include_default_metrics={"value": False}))

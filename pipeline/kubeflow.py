@@ -13,15 +13,24 @@ from typing import Any, Dict, List
 from tfx.orchestration import data_types
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from pipeline.config import PipelineConfig
+from models.spec import PACKAGE_PREFIX
+from models.spec import load as load_spec
+from pipeline.config import PipelineConfig, default_data_root
 from pipeline.pipeline import create_pipeline
 
-# The taxi sample inside an image built from the repo's Dockerfile (python:3.10-slim installs
-# packages under /usr/local): the default of the `data_root` pipeline parameter.
-IMAGE_TAXI_SAMPLE = ("/usr/local/lib/python3.10/site-packages/tfx/examples/chicago_taxi_pipeline/"
-                     "data/simple")
+# Where an image built from the repo's Dockerfile (python:3.10-slim) installs packages: a spec's
+# `data_root: package:<pkg>/<path>` is there in the image.
+IMAGE_SITE_PACKAGES = "/usr/local/lib/python3.10/site-packages"
 # Pipeline parameters a run can set (Vertex: PipelineJob(parameter_values=...)).
 RUNTIME_PARAMETERS = ("data_root", "train_steps")
+
+
+def image_data_root(spec_dir: str) -> str:
+    """The default of the `data_root` pipeline parameter: the spec's data root, as seen in the image."""
+    spec = load_spec(spec_dir)
+    if spec.data_root and spec.data_root.startswith(PACKAGE_PREFIX):
+        return os.path.join(IMAGE_SITE_PACKAGES, spec.data_root[len(PACKAGE_PREFIX):])
+    return default_data_root(spec_dir)
 
 
 def compile_pipeline(config: PipelineConfig, image: str, output_path: str) -> str:

@@ -33,6 +33,7 @@ from components.trainer import Trainer
 from pipeline import spans
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.evaluation import eval_config
+from models.preprocessing import SPEC_KEY
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
@@ -56,6 +57,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     """
     # Edits to these must invalidate the cache; see components/fingerprints.py.
     code_version = {"models_sha256": fingerprints.package_sha256(MODELS_PACKAGE_DIR)}
+    # The dataset spec travels as data: what preprocessing_fn and run_fn build from, and a cache key.
+    dataset_spec = {SPEC_KEY: config.spec.to_json()}
     data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
     if kubeflow:
         data_root = data_types.RuntimeParameter(name="data_root", ptype=str, default=data_root)
@@ -119,7 +122,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     transform = tfx_components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=code_version,
+        custom_config={**dataset_spec, **code_version},
         # StatisticsGen already profiles the raw data; pre/post-transform statistics would double
         # Transform's time on the taxi data.
         disable_statistics=True,
@@ -135,7 +138,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
-        custom_config={**config.trainer_config(), **code_version},
+        custom_config={**config.trainer_config(), **dataset_spec, **code_version},
         train_steps=train_steps)
 
     if kubeflow:
@@ -197,5 +200,5 @@ def _path_in_project(path: str) -> str:
     if relative.startswith(os.pardir):
         raise ValueError(f"The schema {path} is outside the project ({PROJECT_ROOT}); on Kubeflow "
                          "the components read it from the container image, which carries the "
-                         "project only. Keep the schema under schemas/.")
+                         "project only. Keep the dataset spec under schemas/<dataset>/.")
     return relative

@@ -16,12 +16,14 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx.utils import io_utils
 
+from models import preprocessing
+from models import spec as spec_lib
 from models.model import build_model
-from models.preprocessing import preprocessing_fn
 from models.signatures import make_signatures
-from pipeline.config import DEFAULT_SCHEMA_PATH
+from pipeline.config import DEFAULT_SPEC_DIR
 
-MODEL_NAME = "big_tipper"
+TAXI_SPEC = spec_lib.load(DEFAULT_SPEC_DIR)
+MODEL_NAME = TAXI_SPEC.label.name
 
 
 def _instances(rows, schema):
@@ -33,23 +35,23 @@ def _instances(rows, schema):
             for row in rows]
 
 
-def build_saved_model(path, rows, seed=0):
+def build_saved_model(path, rows, seed=0, spec=TAXI_SPEC):
     """The pipeline's export without training: tf.Transform (real tft_beam) analyses `rows`, the model
     is models.model.build_model with seeded random weights, saved with models.signatures."""
-    schema = io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)
+    schema = io_utils.SchemaReader().read(spec.schema_path)
     work = tempfile.mkdtemp(prefix="serving_model_")
     transform_dir = os.path.join(work, "transform")
     with tft_beam.Context(temp_dir=os.path.join(work, "tmp")):
         transform_fn = ((_instances(rows, schema), dataset_metadata.DatasetMetadata(schema))
-                        | tft_beam.AnalyzeDataset(preprocessing_fn))
+                        | tft_beam.AnalyzeDataset(lambda inputs: preprocessing.transform(inputs, spec)))
         _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
     raw_metadata = dataset_metadata.DatasetMetadata(schema)
     metadata_io.write_metadata(raw_metadata, os.path.join(transform_dir,
                                                           tft.TFTransformOutput.RAW_METADATA_DIR))
     tf.keras.utils.set_random_seed(seed)
-    model = build_model()
+    model = build_model(spec)
     model.save(path, save_format="tf",
-               signatures=make_signatures(model, tft.TFTransformOutput(transform_dir)))
+               signatures=make_signatures(model, tft.TFTransformOutput(transform_dir), spec))
     shutil.rmtree(work, ignore_errors=True)
     return path
 

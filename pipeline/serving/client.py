@@ -1,4 +1,4 @@
-"""Build and send TF Serving REST requests from raw taxi rows (CSV or JSON); the requests are plain
+"""Build and send TF Serving REST requests from raw rows (CSV or JSON); the requests are plain
 TF Serving ones, so the same code works against this project's server and real TF Serving.
 
 Two request formats, one per exported signature (models/signatures.py):
@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import httpx
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from models import features, raw_examples
-from pipeline.config import DEFAULT_SCHEMA_PATH
+from models import raw_examples
+from models.spec import DatasetSpec
 
 RAW_SIGNATURE = "serving_raw"
 SERVING_ENVIRONMENT = "SERVING"
@@ -30,14 +30,14 @@ class ClientError(RuntimeError):
     """Bad input rows, or the server refused the request (the message names which and why)."""
 
 
-def serving_column_types(schema_path: str = DEFAULT_SCHEMA_PATH) -> Dict[str, int]:
+def serving_column_types(spec: DatasetSpec) -> Dict[str, int]:
     """Serving column -> schema type (FLOAT, INT, BYTES), in the signature's column order."""
-    types = raw_examples.column_types(schema_path, SERVING_ENVIRONMENT)
-    missing = [c for c in features.SERVING_COLUMNS if c not in types]
+    types = raw_examples.column_types(spec.schema_path, SERVING_ENVIRONMENT)
+    missing = [c for c in spec.serving_columns if c not in types]
     if missing:
-        raise ClientError(f"{schema_path} has no {', '.join(missing)}: the schema and "
-                          "models/features.py disagree")
-    return {c: types[c] for c in features.SERVING_COLUMNS}
+        raise ClientError(f"{spec.schema_path} has no {', '.join(missing)}: the schema and "
+                          f"{spec.spec_path} disagree")
+    return {c: types[c] for c in spec.serving_columns}
 
 
 def read_rows(path: str) -> List[Dict[str, Any]]:
@@ -97,15 +97,13 @@ def raw_instance(row: Mapping[str, Any], types: Mapping[str, int], where: str = 
     return instance
 
 
-def raw_request(rows: Sequence[Mapping[str, Any]], types: Optional[Mapping[str, int]] = None) -> dict:
-    types = types or serving_column_types()
+def raw_request(rows: Sequence[Mapping[str, Any]], types: Mapping[str, int]) -> dict:
     return {"signature_name": RAW_SIGNATURE,
             "instances": [raw_instance(r, types, f"row {i + 1}") for i, r in enumerate(rows)]}
 
 
-def b64_request(rows: Sequence[Mapping[str, Any]], types: Optional[Mapping[str, int]] = None) -> dict:
+def b64_request(rows: Sequence[Mapping[str, Any]], types: Mapping[str, int]) -> dict:
     """serving_default request: each row as a base64 serialized tf.Example."""
-    types = types or serving_column_types()
     as_text = [{c: "" if _is_missing(r.get(c)) else str(r[c]) for c in types} for r in rows]
     for i, row in enumerate(as_text):  # the same checks as the raw format, for the same messages
         raw_instance(row, types, f"row {i + 1}")
@@ -113,10 +111,11 @@ def b64_request(rows: Sequence[Mapping[str, Any]], types: Optional[Mapping[str, 
                           for e in raw_examples.to_tf_examples(as_text, types)]}
 
 
-def build_request(rows: Sequence[Mapping[str, Any]], request_format: str = "raw") -> dict:
+def build_request(rows: Sequence[Mapping[str, Any]], types: Mapping[str, int],
+                  request_format: str = "raw") -> dict:
     if request_format not in FORMATS:
         raise ClientError(f"Unknown request format {request_format!r}: choose one of {', '.join(FORMATS)}")
-    return raw_request(rows) if request_format == "raw" else b64_request(rows)
+    return raw_request(rows, types) if request_format == "raw" else b64_request(rows, types)
 
 
 def predict_url(url: str, model_name: str, version: Optional[int] = None) -> str:
@@ -129,14 +128,16 @@ def _chunks(rows: Sequence, size: int) -> Iterable[Sequence]:
         yield rows[start:start + size]
 
 
-def predict(url: str, model_name: str, rows: Sequence[Mapping[str, Any]], request_format: str = "raw",
-            version: Optional[int] = None, batch_size: int = 256, timeout: float = 30.0) -> List[float]:
-    """Big-tipper probabilities for `rows`, `batch_size` rows per request."""
+def predict(url: str, model_name: str, rows: Sequence[Mapping[str, Any]], spec: DatasetSpec,
+            request_format: str = "raw", version: Optional[int] = None, batch_size: int = 256,
+            timeout: float = 30.0) -> List[float]:
+    """The model's answer (binary: P(positive class)) for `rows`, `batch_size` rows per request."""
     endpoint = predict_url(url, model_name, version)
+    types = serving_column_types(spec)
     probabilities: List[float] = []
     with httpx.Client(timeout=timeout) as client:
         for chunk in _chunks(list(rows), batch_size):
-            body = build_request(chunk, request_format)
+            body = build_request(chunk, types, request_format)
             try:
                 response = client.post(endpoint, content=json.dumps(body),
                                        headers={"Content-Type": "application/json"})
