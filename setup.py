@@ -10,10 +10,11 @@ setup(
     description="A production TFX pipeline: taxi CSV to a validated, evaluated, TF-Serving-ready model.",
     python_requires=">=3.9,<3.11",
     # `schemas` (no __init__.py) is listed so a non-editable install, e.g. in the container image,
-    # carries schemas/schema.pbtxt next to the packages, where pipeline/config.py looks for it.
+    # carries the dataset specs (schemas/<dataset>/dataset.yaml + schema.pbtxt) next to the packages,
+    # where pipeline/config.py looks for them.
     packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*",
                                     "components", "components.*"]) + ["schemas"],
-    package_data={"": ["*.pbtxt"]},
+    package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",

@@ -7,7 +7,7 @@ jittered: fare, tips and trip_miles scaled by one shared factor in [0.98, 1.02] 
 stays what it was), trip_seconds by its own factor, and trip_start_timestamp moved within its hour (so
 trip_start_hour/day/month still agree with it). Jittered values are capped at the source's maximum, and
 categorical, location and census columns are copied unchanged, so the data passes the curated schema
-(schemas/schema.pbtxt) and the drift check like the source does. Deterministic for a given seed; the rows
+(schemas/taxi/schema.pbtxt) and the drift check like the source does. Deterministic for a given seed; the rows
 are split over several files so ExampleGen can read them in parallel.
 """
 import argparse

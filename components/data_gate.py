@@ -17,7 +17,7 @@ from tfx.utils import io_utils
 TOLERATED = {anomalies_pb2.AnomalyInfo.SCHEMA_NEW_COLUMN}
 
 SCHEMA_HINT = ("Fix the data, or, if the change is intended, update the curated schema "
-               "(schemas/schema.pbtxt; see the README's 'Your own data').")
+               "(schemas/taxi/schema.pbtxt; see the README's 'Your own data').")
 
 
 class DataValidationError(RuntimeError):

@@ -19,7 +19,7 @@ from components import schema_importer  # noqa: E402
 from components.fingerprints import file_sha256  # noqa: E402
 from components.trainer import fold_train_steps  # noqa: E402
 from pipeline import cli, kubeflow  # noqa: E402
-from pipeline.config import PROJECT_ROOT, PipelineConfig  # noqa: E402
+from pipeline.config import DEFAULT_SPEC_DIR, PROJECT_ROOT, PipelineConfig  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
 IMAGE = "europe-docker.pkg.dev/my-project/ml/taxi-tfx-pipeline:1.2.3"
@@ -139,7 +139,7 @@ def test_paths_and_pipeline_root(job, tasks, config):
     # The schema is named inside the project, which the image carries, and resolves there.
     schema = tasks["ImportCuratedSchema"]["inputs"]["parameters"]
     relative = schema["schema_file"]["runtimeValue"]["constant"]
-    assert relative == "schemas/schema.pbtxt"
+    assert relative == "schemas/taxi/schema.pbtxt"
     resolved = os.path.join(schema_importer.PROJECT_ROOT, relative)
     assert file_sha256(resolved) == schema["schema_sha256"]["runtimeValue"]["constant"]
     assert "metadata.sqlite" not in json.dumps(job)  # Vertex / KFP own the metadata store
@@ -156,7 +156,10 @@ def test_compile_command_writes_a_spec_kfp_s_client_loads(tmp_path):
     text = output.read_text()
     assert "# Name: taxi-big-tipper" in text  # Kubeflow names allow [a-z0-9-] only
     assert "#  train_steps: int [Default: 77]" in text
-    assert f"#  data_root: str [Default: '{kubeflow.IMAGE_TAXI_SAMPLE}']" in text
+    image_root = ("/usr/local/lib/python3.10/site-packages/tfx/examples/chicago_taxi_pipeline/data/"
+                  "simple")  # the spec's `package:tfx/...` data root, inside the image
+    assert kubeflow.image_data_root(DEFAULT_SPEC_DIR) == image_root
+    assert f"#  data_root: str [Default: '{image_root}']" in text
     # What kfp.Client().create_run_from_pipeline_package does with a .yaml file.
     spec = json_format.ParseDict(yaml.safe_load(text), pipeline_spec_pb2.PipelineSpec())
     assert spec.root.input_definitions.parameters["train_steps"].default_value.number_value == 77
@@ -189,8 +192,8 @@ def _dockerfile_instructions():
 def test_dockerfile_installs_the_lock_then_the_project_and_selects_keras_2():
     instructions = _dockerfile_instructions()
     assert instructions[0] == "FROM python:3.10-slim"
-    # The taxi sample the data_root parameter defaults to is where that base image installs tfx.
-    assert kubeflow.IMAGE_TAXI_SAMPLE.startswith("/usr/local/lib/python3.10/site-packages/tfx/")
+    # A spec's `package:` data root is looked up where that base image installs packages.
+    assert kubeflow.IMAGE_SITE_PACKAGES == "/usr/local/lib/python3.10/site-packages"
     env = next(i for i in instructions if i.startswith("ENV "))
     assert re.search(r"\bTF_USE_LEGACY_KERAS=1\b", env)
     runs = [i for i in instructions if i.startswith("RUN ")]

@@ -10,6 +10,7 @@ from pipeline import data_checks, spans
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from tests.conftest import write_csv
+from tests.serving_helpers import TAXI_SPEC
 
 
 @pytest.fixture
@@ -27,14 +28,14 @@ def _span_root(tmp_path, sample, spans_rows):
 def test_a_flat_directory_is_not_span_versioned(tmp_path, sample):
     write_csv(str(tmp_path / "trips.csv"), *sample)
     assert spans.span_dirs(str(tmp_path)) == {} and not spans.is_span_versioned(str(tmp_path))
-    check = data_checks.check_data_root(str(tmp_path))
+    check = data_checks.check_data_root(str(tmp_path, TAXI_SPEC))
     assert check.rows == 30 and check.span is None
 
 
 def test_the_newest_span_is_the_one_checked_and_read(tmp_path, sample):
     root = _span_root(tmp_path, sample, {1: 10, 2: 20, 10: 5})  # numeric order, not text order
     assert sorted(spans.span_dirs(root)) == [1, 2, 10]
-    check = data_checks.check_data_root(root)
+    check = data_checks.check_data_root(root, TAXI_SPEC)
     assert (check.span, check.rows) == (10, 5)
     assert check.span_dir == str(tmp_path / "span-10")
 
@@ -43,7 +44,7 @@ def test_a_bad_file_in_an_older_span_is_not_read(tmp_path, sample):
     root = _span_root(tmp_path, sample, {2: 5})
     (tmp_path / "span-1").mkdir()
     (tmp_path / "span-1" / "broken.csv").write_text("")
-    assert data_checks.check_data_root(root).span == 2
+    assert data_checks.check_data_root(root, TAXI_SPEC).span == 2
 
 
 @pytest.mark.parametrize("make, expected", [
@@ -56,14 +57,14 @@ def test_a_malformed_span_layout_is_bad_input_naming_the_entry(tmp_path, sample,
     root = _span_root(tmp_path, sample, {1: 5})
     make(tmp_path)
     with pytest.raises(data_checks.InputDataError, match=expected):
-        data_checks.check_data_root(root)
+        data_checks.check_data_root(root, TAXI_SPEC)
 
 
 def test_an_empty_newest_span_names_its_directory(tmp_path, sample):
     root = _span_root(tmp_path, sample, {1: 5})
     (tmp_path / "span-2").mkdir()
     with pytest.raises(data_checks.InputDataError, match="span-2 has no files"):
-        data_checks.check_data_root(root)
+        data_checks.check_data_root(root, TAXI_SPEC)
 
 
 def _example_gen_and_components(tmp_path, **kwargs):
