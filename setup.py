@@ -31,6 +31,7 @@ setup(
         "uvicorn==0.54.0",
         "httptools==0.9.0",
         "httpx==0.28.1",
+        "PyYAML==6.0.3",
     ],
     extras_require={
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
