@@ -105,5 +105,5 @@ TRANSFORMED_LABEL_KEY = transformed_name(LABEL_KEY)
 
 
 def embedding_dim(num_ids: int) -> int:
-    """A common rule of thumb: grows with the fourth root of the vocabulary, capped."""
+    """Half of fastai's rule of thumb, `1.6 * num_ids ** 0.56 / 2`, rounded and clipped to [2, 16]."""
     return int(min(16, max(2, round(1.6 * num_ids ** 0.56 / 2))))
