@@ -19,7 +19,6 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
-import models
 from components.atomic_pusher import AtomicPusher
 from components.baseline_resolver import LatestBlessedBaselineStrategy
 from components import fingerprints
@@ -36,7 +35,6 @@ from pipeline.evaluation import eval_config
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
-MODELS_PACKAGE_DIR = os.path.dirname(models.__file__)
 
 
 def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
@@ -54,8 +52,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     StatisticsGen and Trainer produce anything new, so they still see the previous data's statistics
     and the last blessed model.
     """
-    # Edits to these must invalidate the cache; see components/fingerprints.py.
-    code_version = {"models_sha256": fingerprints.package_sha256(MODELS_PACKAGE_DIR)}
+    # Each custom piece of code gets `code_sha256`: a fingerprint of the project files it runs, so
+    # an edit re-runs the components that run the edited file, and only those (see
+    # components/fingerprints.py). TFX's own components need none: requirements.lock pins them.
+    code = fingerprints.code_sha256
     data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
     if kubeflow:
         data_root = data_types.RuntimeParameter(name="data_root", ptype=str, default=data_root)
@@ -77,12 +77,14 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
 
     schema_gen = ImportCuratedSchema(
         schema_file=schema_file,
-        schema_sha256=fingerprints.file_sha256(config.schema_path))
+        schema_sha256=fingerprints.file_sha256(config.schema_path),
+        code_sha256=code("components.schema_importer"))
 
     example_validator = tfx_components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
-    data_gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"])
+    data_gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
+                                   code_sha256=code("components.data_gate"))
 
     if kubeflow:
         previous_statistics = resolver.Resolver(
@@ -98,7 +100,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
                              schema=schema_gen.outputs["schema"],
                              previous_statistics=previous_statistics.outputs["statistics"],
-                             accept_drift=config.accept_drift)
+                             accept_drift=config.accept_drift,
+                             code_sha256=code("components.drift_check"))
 
     # Training data: this run's examples, or the last `span_window` spans ingested.
     training_examples, span_window = example_gen.outputs["examples"], None
@@ -119,7 +122,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     transform = tfx_components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=code_version,
+        # TFX's Transform executor runs only the preprocessing_fn's module of ours.
+        custom_config={"code_sha256": code(_module_of(PREPROCESSING_FN))},
         # StatisticsGen already profiles the raw data; pre/post-transform statistics would double
         # Transform's time on the taxi data.
         disable_statistics=True,
@@ -135,7 +139,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
-        custom_config={**config.trainer_config(), **code_version},
+        custom_config={**config.trainer_config(),
+                       "code_sha256": code("components.trainer", _module_of(RUN_FN))},
         train_steps=train_steps)
 
     if kubeflow:
@@ -165,7 +170,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         model_name=config.model_name,
         num_examples=config.serving_check_examples,
         tolerance=config.serving_check_tolerance,
-        max_p50_latency_ms=config.serving_check_max_p50_ms)
+        max_p50_latency_ms=config.serving_check_max_p50_ms,
+        # It serves the candidate with `python -m pipeline serve`, i.e. pipeline/serving/server.py.
+        code_sha256=code("components.serving_check", "pipeline.serving.server"))
 
     # TFX's Pusher, but each version appears in one rename (components/atomic_pusher.py).
     pusher = AtomicPusher(
@@ -174,6 +181,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         infra_blessing=serving_check.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push_dir)),
+        # TFX's filesystem push reads no custom_config; here it only keys the cache.
+        custom_config={"code_sha256": code("components.atomic_pusher")},
     ).with_id("Pusher")
 
     return tfx_pipeline.Pipeline(
@@ -189,6 +198,11 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         metadata_connection_config=None if kubeflow else metadata.sqlite_metadata_connection_config(
             config.metadata_path),
         beam_pipeline_args=list(config.beam_args))
+
+
+def _module_of(function_path: str) -> str:
+    """`models.trainer` of `models.trainer.run_fn`."""
+    return function_path.rpartition(".")[0]
 
 
 def _path_in_project(path: str) -> str:
