@@ -25,12 +25,14 @@ DRIFT_TYPES = {anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
 
 @component
 def DriftCheck(statistics: InputArtifact[ExampleStatistics], schema: InputArtifact[Schema],
+               code_sha256: Parameter[str],
                previous_statistics: InputArtifact[ExampleStatistics] = None,
                accept_drift: Parameter[bool] = False) -> None:
     """Raises DataValidationError naming each drifted column; passes when there is no previous data.
 
     With `accept_drift` (a drift an operator reviewed), the drift is logged and the run goes on.
     """
+    del code_sha256  # only keys TFX's cache on this code (components/fingerprints.py)
     if previous_statistics is None:
         return
     schema_proto = io_utils.SchemaReader().read(os.path.join(schema.uri, "schema.pbtxt"))

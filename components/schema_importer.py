@@ -10,24 +10,21 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Schema
 from tfx.utils import io_utils
 
-from components.fingerprints import file_sha256
+from components.fingerprints import PROJECT_ROOT, file_sha256
 
 
 class SchemaChangedError(RuntimeError):
     """The schema file changed between building the pipeline and running it."""
 
 
-# Where the `components` package is installed: the project root, also inside a container image.
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 @component
 def ImportCuratedSchema(schema_file: Parameter[str], schema_sha256: Parameter[str],
-                        schema: OutputArtifact[Schema]) -> None:
+                        code_sha256: Parameter[str], schema: OutputArtifact[Schema]) -> None:
     """Copies `schema_file` into the Schema artifact after checking it still has `schema_sha256`.
 
     A relative `schema_file` is relative to the project root wherever the component runs (pipelines
     compiled for a container image name the schema that way)."""
+    del code_sha256  # only keys TFX's cache on this code (components/fingerprints.py)
     schema_file = os.path.join(PROJECT_ROOT, schema_file)  # no-op for an absolute path
     if file_sha256(schema_file) != schema_sha256:
         raise SchemaChangedError(

@@ -227,6 +227,7 @@ def run_check(model: Model, examples: Examples, model_blessing: Optional[ModelBl
 @component
 def ServingCheck(model: InputArtifact[Model], examples: InputArtifact[Examples],
                  blessing: OutputArtifact[InfraBlessing],
+                 code_sha256: Parameter[str],
                  model_blessing: InputArtifact[ModelBlessing] = None,
                  model_name: Parameter[str] = "model",
                  num_examples: Parameter[int] = 100,
@@ -234,6 +235,7 @@ def ServingCheck(model: InputArtifact[Model], examples: InputArtifact[Examples],
                  max_p50_latency_ms: Parameter[float] = 500.0,
                  startup_timeout_s: Parameter[float] = 120.0) -> None:
     """Blesses the model for push when the serving runtime serves it correctly and fast enough."""
+    del code_sha256  # only keys TFX's cache on this code (components/fingerprints.py)
     if num_examples < 1 or tolerance < 0 or max_p50_latency_ms <= 0 or startup_timeout_s <= 0:
         raise ValueError("ServingCheck needs num_examples >= 1, tolerance >= 0, "
                          "max_p50_latency_ms > 0 and startup_timeout_s > 0.")

@@ -19,7 +19,6 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
-import models
 from components.atomic_pusher import AtomicPusher
 from components.baseline_resolver import LatestBlessedBaselineStrategy
 from components import fingerprints
@@ -37,7 +36,6 @@ from models.preprocessing import SPEC_KEY
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
-MODELS_PACKAGE_DIR = os.path.dirname(models.__file__)
 
 
 def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
@@ -55,8 +53,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     StatisticsGen and Trainer produce anything new, so they still see the previous data's statistics
     and the last blessed model.
     """
-    # Edits to these must invalidate the cache; see components/fingerprints.py.
-    code_version = {"models_sha256": fingerprints.package_sha256(MODELS_PACKAGE_DIR)}
+    # Each custom piece of code gets `code_sha256`: a fingerprint of the project files it runs, so
+    # an edit re-runs the components that run the edited file, and only those (see
+    # components/fingerprints.py). TFX's own components need none: requirements.lock pins them.
+    code = fingerprints.code_sha256
     # The dataset spec travels as data: what preprocessing_fn and run_fn build from, and a cache key.
     dataset_spec = {SPEC_KEY: config.spec.to_json()}
     data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
@@ -80,12 +80,14 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
 
     schema_gen = ImportCuratedSchema(
         schema_file=schema_file,
-        schema_sha256=fingerprints.file_sha256(config.schema_path))
+        schema_sha256=fingerprints.file_sha256(config.schema_path),
+        code_sha256=code("components.schema_importer"))
 
     example_validator = tfx_components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
-    data_gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"])
+    data_gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
+                                   code_sha256=code("components.data_gate"))
 
     if kubeflow:
         previous_statistics = resolver.Resolver(
@@ -101,7 +103,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
                              schema=schema_gen.outputs["schema"],
                              previous_statistics=previous_statistics.outputs["statistics"],
-                             accept_drift=config.accept_drift)
+                             accept_drift=config.accept_drift,
+                             code_sha256=code("components.drift_check"))
 
     # Training data: this run's examples, or the last `span_window` spans ingested.
     training_examples, span_window = example_gen.outputs["examples"], None
@@ -122,7 +125,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     transform = tfx_components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config={**dataset_spec, **code_version},
+        # TFX's Transform executor runs only the preprocessing_fn's module of ours.
+        custom_config={**dataset_spec, "code_sha256": code(_module_of(PREPROCESSING_FN))},
         # StatisticsGen already profiles the raw data; pre/post-transform statistics would double
         # Transform's time on the taxi data.
         disable_statistics=True,
@@ -138,7 +142,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
-        custom_config={**config.trainer_config(), **dataset_spec, **code_version},
+        custom_config={**config.trainer_config(), **dataset_spec,
+                       "code_sha256": code("components.trainer", _module_of(RUN_FN))},
         train_steps=train_steps)
 
     if kubeflow:
@@ -168,7 +173,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         model_name=config.model_name,
         num_examples=config.serving_check_examples,
         tolerance=config.serving_check_tolerance,
-        max_p50_latency_ms=config.serving_check_max_p50_ms)
+        max_p50_latency_ms=config.serving_check_max_p50_ms,
+        # It serves the candidate with `python -m pipeline serve`, i.e. pipeline/serving/server.py.
+        code_sha256=code("components.serving_check", "pipeline.serving.server"))
 
     # TFX's Pusher, but each version appears in one rename (components/atomic_pusher.py).
     pusher = AtomicPusher(
@@ -177,6 +184,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         infra_blessing=serving_check.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push_dir)),
+        # TFX's filesystem push reads no custom_config; here it only keys the cache.
+        custom_config={"code_sha256": code("components.atomic_pusher")},
     ).with_id("Pusher")
 
     return tfx_pipeline.Pipeline(
@@ -192,6 +201,11 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         metadata_connection_config=None if kubeflow else metadata.sqlite_metadata_connection_config(
             config.metadata_path),
         beam_pipeline_args=list(config.beam_args))
+
+
+def _module_of(function_path: str) -> str:
+    """`models.trainer` of `models.trainer.run_fn`."""
+    return function_path.rpartition(".")[0]
 
 
 def _path_in_project(path: str) -> str:

@@ -2,8 +2,14 @@
 import os
 
 import pytest
+import tensorflow_transform as tft
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx.utils import io_utils
 
 from models import features
+from models.preprocessing import preprocessing_fn
+from models.raw_examples import column_types
+from pipeline.config import DEFAULT_SCHEMA_PATH
 from pipeline.data_checks import InputDataError, check_data_root
 from tests.conftest import write_csv
 
@@ -97,9 +103,27 @@ def test_non_utf8_bytes(tmp_path, sample):
         check_data_root(str(tmp_path))
 
 
-def test_every_column_the_model_reads_is_required():
-    for column in features.SERVING_COLUMNS + features.LABEL_SOURCE_COLUMNS:
-        assert column in features.REQUIRED_TRAINING_COLUMNS
+def test_exactly_the_columns_preprocessing_reads_are_required(tmp_path, sample):
+    """What preprocessing_fn reads, as tf.Transform traces it, not the feature lists the check uses."""
+    spec = schema_utils.schema_as_feature_spec(
+        io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)).feature_spec
+    # Traced in compat.v1 mode, as the pipeline's Transform runs it.
+    read = set(tft.get_analyze_input_columns(preprocessing_fn, spec, force_tf_compat_v1=True)) | set(
+        tft.get_transform_input_columns(preprocessing_fn, spec, force_tf_compat_v1=True))
+    assert {features.TIPS_KEY, "payment_type", "pickup_latitude"} <= read  # the tracing sees columns
+    fieldnames, rows = sample
+    needed = [c for c in fieldnames if c in read]
+    assert len(needed) == len(read)
+
+    # Those columns alone are enough...
+    write_csv(str(tmp_path / "exact" / "data.csv"), needed, [{c: r[c] for c in needed} for r in rows])
+    assert check_data_root(str(tmp_path / "exact")).rows == len(rows)
+    # ...and each one is needed.
+    for column in needed:
+        kept = [c for c in needed if c != column]
+        write_csv(str(tmp_path / column / "data.csv"), kept, [{c: r[c] for c in kept} for r in rows])
+        with pytest.raises(InputDataError, match=rf"missing required column\(s\): {column}\."):
+            check_data_root(str(tmp_path / column))
 
 
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity"])
@@ -121,6 +145,4 @@ def test_rows_with_the_wrong_number_of_fields(tmp_path, sample):
 
 
 def test_every_column_in_the_schema_is_known():
-    from models.raw_examples import column_types
-    from pipeline.config import DEFAULT_SCHEMA_PATH
     assert set(column_types(DEFAULT_SCHEMA_PATH)) == set(features.KNOWN_COLUMNS)

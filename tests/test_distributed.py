@@ -16,6 +16,7 @@ from tfx.utils import io_utils
 
 import models  # noqa: F401  (Keras 2 and the custom layers)
 from models import trainer
+from models.model import ModelConfig
 from models.preprocessing import preprocessing_fn
 from models.raw_examples import column_types, to_tf_examples
 from pipeline.config import DEFAULT_SCHEMA_PATH, PROJECT_ROOT, PipelineConfig
@@ -24,6 +25,7 @@ from tests.test_preprocessing import _raw_instances
 TRAIN_ROWS, EVAL_ROWS = 600, 200
 TRAIN_STEPS = 6
 WORKERS = 2
+SEED = 7
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,8 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
     root, held_out = transformed_data
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(WORKERS)]}
     serving_dir = tmp_path / "serving_model"
+    custom_config = {"distribution_strategy": "multi_worker_mirrored", "batch_size": 32, "epochs": 2,
+                     "seed": SEED}
     workers = []
     for index in range(WORKERS):
         (tmp_path / f"tmp{index}").mkdir()
@@ -80,8 +84,7 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
                 "serving_model_dir": str(serving_dir),
                 "model_run_dir": str(tmp_path / "model_run"),
                 "weights_out": str(tmp_path / f"weights{index}.npz"),
-                "custom_config": {"distribution_strategy": "multi_worker_mirrored", "batch_size": 32,
-                                  "epochs": 2}}
+                "custom_config": custom_config}
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
                                                     "task": {"type": "worker", "index": index}}),
                    TMPDIR=str(tmp_path / f"tmp{index}"), TF_USE_LEGACY_KERAS="1")
@@ -100,9 +103,13 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
     assert len(weights[0].files) == len(weights[1].files) > 0
     for key in weights[0].files:
         np.testing.assert_allclose(weights[0][key], weights[1][key], rtol=1e-5, atol=1e-6)
-    # Training moved the weights (the model is not still at its identical initialisation).
-    initial = trainer.build_model().get_weights()
-    assert any(not np.allclose(w, weights[0][k]) for w, k in zip(initial, weights[0].files))
+    # Training moved every weight away from where run_fn started: the model its seed builds.
+    tf.keras.utils.set_random_seed(SEED)
+    initial = trainer.build_model(ModelConfig.from_dict(custom_config)).get_weights()
+    assert len(initial) == len(weights[0].files)
+    for index, start in enumerate(initial):
+        trained = weights[0][f"arr_{index}"]
+        assert trained.shape == start.shape and not np.allclose(trained, start), f"weight {index}"
 
     # The chief (worker 0) wrote the model; the other worker's temporary copy is gone.
     assert (serving_dir / "saved_model.pb").is_file()

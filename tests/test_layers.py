@@ -1,4 +1,7 @@
-"""Each custom layer: shapes, config round trip, save/load, gradients; the shared layer shares."""
+"""Each custom layer: its math against numpy, shapes, config round trip, save/load, gradients; the
+shared layer shares."""
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -90,15 +93,52 @@ def test_location_embedding_is_one_table_shared_by_pickup_and_dropoff():
     np.testing.assert_array_equal(grad.sum(axis=1), [0, 2, 0, 0, 2])
 
 
-@pytest.mark.parametrize("make", [
-    lambda: DenseWithActivation(0),
-    lambda: DenseWithActivation(2.5),
-    lambda: LocationEmbedding(0, 4),
-    lambda: LocationEmbedding(10, -1),
-    lambda: DenseWithActivation(3, activation="no_such_activation"),
+@pytest.mark.parametrize("two_inputs", [True, False])
+def test_feature_cross_is_x0_times_xw_plus_b_plus_x(two_inputs):
+    x0 = _random((4, 3), 1)
+    x = _random((4, 3), 2) if two_inputs else x0  # called on x0 alone, it crosses x0 with itself
+    inputs = [x0, x] if two_inputs else x0
+    kernel, bias = _random((3, 3), 3).numpy(), _random((3,), 4).numpy()
+    layer = FeatureCross()
+    layer(inputs)
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
+    x0, x = x0.numpy(), x.numpy()
+    np.testing.assert_allclose(layer(inputs).numpy(), x0 * (x @ kernel + bias) + x, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_is_activation_of_xw_plus_b(use_bias):
+    x, kernel, bias = _random((4, 3), 1), _random((3, 5), 2).numpy(), _random((5,), 3).numpy()
+    layer = DenseWithActivation(5, activation="tanh", use_bias=use_bias)
+    layer(x)
+    layer.kernel.assign(kernel)
+    if use_bias:
+        layer.bias.assign(bias)
+    assert len(layer.weights) == (2 if use_bias else 1)
+    expected = np.tanh(x.numpy() @ kernel + (bias if use_bias else 0))
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_location_embedding_returns_the_table_rows_of_the_ids():
+    table = _random((10, 3), 1).numpy()
+    ids = tf.constant([[0, 3], [9, 3]], tf.int64)
+    layer = LocationEmbedding(num_locations=10, embedding_dim=3)
+    layer(ids)
+    layer.embeddings.assign(table)
+    np.testing.assert_array_equal(layer(ids).numpy(), table[ids.numpy()])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: DenseWithActivation(0), "`units` must be a positive integer, got 0"),
+    (lambda: DenseWithActivation(2.5), "`units` must be a positive integer, got 2.5"),
+    (lambda: LocationEmbedding(0, 4), "`num_locations` must be a positive integer, got 0"),
+    (lambda: LocationEmbedding(10, -1), "`embedding_dim` must be a positive integer, got -1"),
+    (lambda: DenseWithActivation(3, activation="no_such_activation"),
+     "Unknown activation function 'no_such_activation'"),
 ])
-def test_invalid_arguments_fail_in_init(make):
-    with pytest.raises(ValueError):
+def test_invalid_arguments_fail_in_init(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         make()
 
 

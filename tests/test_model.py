@@ -23,11 +23,19 @@ def test_inputs_are_exactly_the_transformed_model_features():
     assert model.input[features.LOCATION_INPUTS[0]].dtype == tf.int64
 
 
-def test_outputs_a_probability_per_example():
+def test_output_is_the_sigmoid_of_the_last_layer_over_cross_and_deep():
+    tf.keras.utils.set_random_seed(0)
+    model = build_model()
+    last = model.get_layer("big_tipper_probability")
+    last.bias.assign([0.7])  # zeros at initialisation; a known value makes the bias count
     x, _ = _batch(7)
-    probabilities = build_model()(x).numpy()
+    combined = tf.keras.Model(model.input, model.get_layer("cross_and_deep").output)(x).numpy()
+    logits = combined @ last.kernel.numpy() + last.bias.numpy()
+    probabilities = model(x).numpy()
     assert probabilities.shape == (7, 1)
-    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    # Each example gets its own answer: the output follows the inputs.
+    assert len(np.unique(probabilities.round(6))) == 7
 
 
 def test_one_location_embedding_serves_pickup_and_dropoff():
@@ -35,6 +43,28 @@ def test_one_location_embedding_serves_pickup_and_dropoff():
     shared = [l for l in model.layers if isinstance(l, LocationEmbedding)]
     assert len(shared) == 1
     assert len(shared[0].inbound_nodes) == len(features.LOCATION_INPUTS) == 2
+
+
+def test_pickup_and_dropoff_read_rows_of_the_same_table():
+    tf.keras.utils.set_random_seed(0)
+    model = build_model()
+    table = next(l for l in model.layers if isinstance(l, LocationEmbedding)).embeddings
+    pickup, dropoff = features.LOCATION_INPUTS
+    x, _ = _batch(4)
+    x[pickup], x[dropoff] = np.full(4, 5), np.full(4, 7)
+    before = model(x).numpy()
+
+    def changed_by_moving_row(row):
+        original = table.numpy()
+        table.assign(original + np.eye(len(original))[row][:, None])
+        try:
+            return not np.allclose(model(x).numpy(), before)
+        finally:
+            table.assign(original)
+
+    assert changed_by_moving_row(5), "pickup does not read the location table"
+    assert changed_by_moving_row(7), "dropoff does not read the location table"
+    assert not changed_by_moving_row(9)
 
 
 def test_built_from_the_custom_layers():

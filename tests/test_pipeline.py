@@ -1,13 +1,17 @@
-"""create_pipeline: the components, their order and wiring, and what the config controls."""
+"""create_pipeline: the components, their order and wiring, what the config controls, and the cache
+keys: which edits change which component's parameters."""
+import json
 import os
+import shutil
 
 import pytest
 import tensorflow_model_analysis as tfma
 
+from components import fingerprints
 from models import features
 from tfx.dsl.components.base import executor_spec
 
-from pipeline.config import PipelineConfig
+from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "ExampleValidator",
@@ -77,8 +81,6 @@ def test_config_reaches_the_components(config, components):
     assert c["Trainer"].exec_properties["train_steps"] == 123  # what the Trainer's executor uses
     assert '"num_steps": 7' in c["Trainer"].exec_properties["eval_args"]
     assert '"batch_size": 128' in c["Trainer"].exec_properties["custom_config"]
-    assert '"models_sha256"' in c["Trainer"].exec_properties["custom_config"]
-    assert '"models_sha256"' in c["Transform"].exec_properties["custom_config"]
     assert c["ServingCheck"].exec_properties["model_name"] == config.model_name
     assert c["ServingCheck"].exec_properties["tolerance"] == config.serving_check_tolerance
     assert c["ServingCheck"].exec_properties["max_p50_latency_ms"] == config.serving_check_max_p50_ms
@@ -86,15 +88,104 @@ def test_config_reaches_the_components(config, components):
     assert os.path.join(config.serving_dir, config.model_name) in push
 
 
-def test_editing_the_schema_or_model_code_changes_the_cache_keys(tmp_path):
+def _parameters(config):
+    """Each component's exec properties: with its inputs and executor spec, TFX's cache key."""
+    return {c.id: c.exec_properties for c in create_pipeline(config).components}
+
+
+def _changed(before, after):
+    return {component for component in before if before[component] != after[component]}
+
+
+def test_editing_the_schema_changes_only_the_schema_importer_s_key(tmp_path):
     schema = tmp_path / "schema.pbtxt"
     schema.write_text(open(PipelineConfig().schema_path).read())
     config = PipelineConfig(output_dir=str(tmp_path / "out"), schema_path=str(schema))
-    before = {c.id: c.exec_properties for c in create_pipeline(config).components}
+    before = _parameters(config)
     schema.write_text(schema.read_text() + "\n# edited\n")
-    after = {c.id: c.exec_properties for c in create_pipeline(config).components}
-    assert before["ImportCuratedSchema"]["schema_sha256"] != after["ImportCuratedSchema"]["schema_sha256"]
-    assert before["Trainer"]["custom_config"] == after["Trainer"]["custom_config"]
+    assert _changed(before, _parameters(config)) == {"ImportCuratedSchema"}
+
+
+CODE_KEYED = {"ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform", "Trainer",
+              "ServingCheck", "Pusher"}
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch):
+    """A copy of the project's packages that create_pipeline fingerprints instead of the real ones."""
+    root = tmp_path / "project"
+    for package in sorted(fingerprints.PROJECT_PACKAGES):
+        shutil.copytree(os.path.join(PROJECT_ROOT, package), root / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprints, "PROJECT_ROOT", str(root))
+    return root
+
+
+def _code_key(parameters):
+    if "code_sha256" in parameters:  # a parameter of the project's function components
+        return parameters["code_sha256"]
+    return json.loads(parameters["custom_config"])["code_sha256"]  # TFX's own component classes
+
+
+def test_each_component_running_project_code_is_keyed_on_it_wherever_the_project_lives(
+        config, project_copy, monkeypatch):
+    in_copy = {c: _code_key(p) for c, p in _parameters(config).items() if c in CODE_KEYED}
+    assert len(set(in_copy.values())) == len(CODE_KEYED)  # each on its own code
+    monkeypatch.setattr(fingerprints, "PROJECT_ROOT", PROJECT_ROOT)
+    # Relative paths: a checkout elsewhere (or the Kubeflow image) gives the same keys.
+    assert in_copy == {c: _code_key(p) for c, p in _parameters(config).items() if c in CODE_KEYED}
+
+
+def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config, project_copy):
+    before = _parameters(config)
+    for path in project_copy.rglob("*.py"):  # same content, new modification time
+        path.write_bytes(path.read_bytes())
+        os.utime(path, (path.stat().st_atime + 60, path.stat().st_mtime + 60))
+    assert _changed(before, _parameters(config)) == set()
+
+
+# An edit must change the parameters of exactly the components whose code imports the file. Those
+# downstream of a changed component re-run too, through their inputs (its new output artifacts).
+@pytest.mark.parametrize("edited, changed", [
+    ("models/model.py", {"Trainer"}),  # not Transform: the model does not change the preprocessing
+    ("models/preprocessing.py", {"Transform"}),  # the Trainer re-runs on Transform's new outputs
+    ("models/features.py", {"Transform", "Trainer", "ServingCheck"}),
+    ("models/signatures.py", {"Trainer", "ServingCheck"}),
+    ("components/trainer.py", {"Trainer"}),
+    ("components/schema_importer.py", {"ImportCuratedSchema"}),
+    ("components/data_gate.py", {"DataValidationGate", "DriftCheck"}),  # DriftCheck imports it
+    ("components/drift_check.py", {"DriftCheck"}),
+    ("components/serving_check.py", {"ServingCheck"}),
+    ("components/serving_runtime.py", {"ServingCheck"}),
+    ("pipeline/serving/rest.py", {"ServingCheck"}),  # the server it starts imports it when it starts
+    ("components/atomic_pusher.py", {"Pusher"}),
+    # Every `components` module runs the package's __init__.py first.
+    ("components/__init__.py", CODE_KEYED - {"Transform"}),
+    ("pipeline/summary_view.py", set()),  # the CLI's, run by no component
+])
+def test_a_code_edit_changes_the_keys_of_exactly_the_components_that_run_it(
+        config, project_copy, edited, changed):
+    before = _parameters(config)
+    with open(project_copy / edited, "a", encoding="utf-8") as f:
+        f.write("\n# edited\n")
+    assert _changed(before, _parameters(config)) == changed
+
+
+def test_fingerprints_follow_relative_and_deferred_imports_and_name_a_missing_module(tmp_path):
+    package = tmp_path / "models"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "entry.py").write_text(
+        "from . import sibling\nfrom ..helpers import util\n"
+        "def later():\n    import models.deferred\n")
+    for name in ("sub/sibling.py", "helpers.py", "deferred.py", "unused.py"):
+        (package / name).write_text(f"# {name}\n")
+    assert sorted(fingerprints.module_sources(["models.sub.entry"], str(tmp_path))) == [
+        "models/__init__.py", "models/deferred.py", "models/helpers.py", "models/sub/__init__.py",
+        "models/sub/entry.py", "models/sub/sibling.py"]
+    with pytest.raises(ValueError, match=r"No project module models\.typo under"):
+        fingerprints.code_sha256("models.typo", root=str(tmp_path))
 
 
 def test_pipeline_level_settings(config):
@@ -136,11 +227,20 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     assert eval_config.model_specs[0].label_key == features.TRANSFORMED_LABEL_KEY
 
 
-@pytest.mark.parametrize("kwargs", [{"train_steps": 0}, {"batch_size": -1}, {"auc_floor": 1.5},
-                                    {"serving_check_tolerance": -1e-6},
-                                    {"serving_check_max_p50_ms": 0}, {"serving_check_examples": 0}])
-def test_invalid_config_is_rejected(kwargs):
-    with pytest.raises(ValueError):
+POSITIVE_STEPS = r"train_steps, eval_steps, epochs and batch_size must be positive"
+SERVING_CHECK = (r"serving_check_examples must be positive, serving_check_tolerance at least 0 and "
+                 r"serving_check_max_p50_ms above 0")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train_steps": 0}, POSITIVE_STEPS), ({"batch_size": -1}, POSITIVE_STEPS),
+    ({"auc_floor": 1.5}, r"auc_floor must be in \[0, 1\], got 1\.5"),
+    ({"span_window": 0}, r"span_window must be at least 1, got 0"),
+    ({"distribution_strategy": "tpu"}, r"distribution_strategy must be one of .*got 'tpu'"),
+    ({"serving_check_tolerance": -1e-6}, SERVING_CHECK),
+    ({"serving_check_max_p50_ms": 0}, SERVING_CHECK), ({"serving_check_examples": 0}, SERVING_CHECK)])
+def test_invalid_config_is_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         PipelineConfig(**kwargs)
 
 

@@ -29,10 +29,12 @@ def _raw_instances(taxi_rows, schema, count=ROWS):
 def transformed(taxi_rows):
     schema = io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)
     raw = _raw_instances(taxi_rows, schema)
-    # Row 0 has no coordinates in the taxi data; make row 1 lose its dropoff too, and row 2 have an
-    # out-of-range hour, so both paths are exercised whatever the sample holds.
+    # Row 0 has no coordinates in the taxi data; make row 1 lose its dropoff too, row 2 have an
+    # out-of-range hour and row 3 lose its miles and seconds, so every path is exercised whatever the
+    # sample holds.
     raw[1]["dropoff_latitude"], raw[1]["dropoff_longitude"] = [], []
     raw[2]["trip_start_hour"] = [99]
+    raw[3]["trip_miles"], raw[3]["trip_seconds"] = [], []
     metadata = dataset_metadata.DatasetMetadata(schema)
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True):
         (outputs, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
@@ -54,15 +56,15 @@ def test_label_is_big_tipper(transformed):
 
 
 def test_numeric_features_are_z_scores_of_log1p(transformed):
+    """(log1p(v) - mean) / std over the analyzed rows; a missing v is the mean of the present values."""
     raw, outputs = transformed
     for key in features.NUMERIC_FEATURES:
-        values = np.array([o[features.transformed_name(key)] for o in outputs])
-        assert abs(values.mean()) < 1e-4 and abs(values.std() - 1) < 1e-3, key
-        # Monotonic in the raw value: z-scoring after log1p keeps the order.
-        raw_values = np.array([r[key][0] if r[key] else np.nan for r in raw])
-        present = ~np.isnan(raw_values)
-        order = np.argsort(raw_values[present], kind="stable")
-        assert np.all(np.diff(values[present][order]) >= -1e-6), key
+        values = np.array([r[key][0] if r[key] else np.nan for r in raw])
+        imputed = np.where(np.isnan(values), np.nanmean(values), values)
+        logs = np.log1p(np.maximum(imputed, 0.0))
+        expected = (logs - logs.mean()) / logs.std()
+        actual = np.array([o[features.transformed_name(key)] for o in outputs])
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=key)
 
 
 def test_categorical_ids_are_in_range(transformed):
