@@ -3,15 +3,7 @@ import tensorflow as tf
 
 from models import kinds
 from models import spec as spec_lib
-
-SPEC_KEY = "dataset_spec"  # custom_config key holding `DatasetSpec.to_json()`
-
-
-def spec_from_custom_config(custom_config) -> spec_lib.DatasetSpec:
-    if not custom_config or SPEC_KEY not in custom_config:
-        raise ValueError(f"custom_config has no {SPEC_KEY!r}: the pipeline passes the dataset spec "
-                         "to Transform and Trainer (pipeline/pipeline.py)")
-    return spec_lib.from_json(custom_config[SPEC_KEY])
+from models.spec import SPEC_KEY  # noqa: F401  (re-exported: where tests and the pipeline look)
 
 
 def label_values(inputs, spec: spec_lib.DatasetSpec) -> tf.Tensor:
@@ -38,4 +30,4 @@ def transform(inputs, spec: spec_lib.DatasetSpec):
 
 def preprocessing_fn(inputs, custom_config):
     """tf.Transform callback; TFX passes the Transform component's custom_config."""
-    return transform(inputs, spec_from_custom_config(custom_config))
+    return transform(inputs, spec_lib.from_custom_config(custom_config))

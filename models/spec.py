@@ -35,6 +35,7 @@ from models import kinds as kinds_lib
 from models import tasks as tasks_lib
 
 SPEC_FILE = "dataset.yaml"
+SPEC_KEY = "dataset_spec"  # the Transform and Trainer custom_config key holding `to_json()`
 SCHEMA_FILE = "schema.pbtxt"
 PACKAGE_PREFIX = "package:"
 _TOP_LEVEL_KEYS = ("name", "data_root", "label", "features", "ignored", "slices", "model")
@@ -352,3 +353,11 @@ def check_against_schema(spec: DatasetSpec) -> None:
 def from_json(text: str, directory: str = ".") -> DatasetSpec:
     """The spec from `DatasetSpec.to_json()`, as components receive it in their custom_config."""
     return from_mapping(json.loads(text), directory)
+
+
+def from_custom_config(custom_config) -> DatasetSpec:
+    """The spec a Transform or Trainer component received (pipeline/pipeline.py passes it)."""
+    if not custom_config or SPEC_KEY not in custom_config:
+        raise ValueError(f"custom_config has no {SPEC_KEY!r}: the pipeline passes the dataset spec "
+                         "to Transform and Trainer (pipeline/pipeline.py)")
+    return from_json(custom_config[SPEC_KEY])

@@ -14,9 +14,8 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from models.model import build_model
-from models.preprocessing import spec_from_custom_config
 from models.signatures import make_signatures
-from models.spec import DatasetSpec
+from models.spec import DatasetSpec, from_custom_config
 
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_EPOCHS = 2
@@ -72,7 +71,7 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     epochs = max(1, min(int(custom_config.get("epochs", DEFAULT_EPOCHS)), fn_args.train_steps))
     tf.keras.utils.set_random_seed(int(custom_config.get("seed", 42)))
 
-    spec = spec_from_custom_config(custom_config)
+    spec = from_custom_config(custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, batch_size)
     evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,

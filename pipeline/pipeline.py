@@ -32,7 +32,7 @@ from components.trainer import Trainer
 from pipeline import spans
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.evaluation import eval_config
-from models.preprocessing import SPEC_KEY
+from models.spec import SPEC_KEY
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"

@@ -80,3 +80,10 @@ def saved_model_dir(tmp_path_factory, taxi_rows):
 
     _, rows = taxi_rows
     return build_saved_model(str(tmp_path_factory.mktemp("saved_model") / "model"), rows[:300])
+
+
+# The taxi example's dataset spec, as the pipeline loads it.
+from models import spec as _spec_lib  # noqa: E402
+from pipeline.config import DEFAULT_SPEC_DIR  # noqa: E402
+
+TAXI_SPEC = _spec_lib.load(DEFAULT_SPEC_DIR)

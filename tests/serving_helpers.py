@@ -17,12 +17,10 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx.utils import io_utils
 
 from models import preprocessing
-from models import spec as spec_lib
 from models.model import build_model
 from models.signatures import make_signatures
-from pipeline.config import DEFAULT_SPEC_DIR
+from tests.conftest import TAXI_SPEC
 
-TAXI_SPEC = spec_lib.load(DEFAULT_SPEC_DIR)
 MODEL_NAME = TAXI_SPEC.label.name
 
 

@@ -16,10 +16,10 @@ from tfx.utils import io_utils
 
 import models  # noqa: F401  (Keras 2 and the custom layers)
 from models import trainer
-from models.model import ModelConfig
-from models.preprocessing import preprocessing_fn
+from models.preprocessing import SPEC_KEY, transform
 from models.raw_examples import column_types, to_tf_examples
-from pipeline.config import DEFAULT_SCHEMA_PATH, PROJECT_ROOT, PipelineConfig
+from pipeline.config import PROJECT_ROOT, PipelineConfig
+from tests.conftest import TAXI_SPEC
 from tests.test_preprocessing import _raw_instances
 
 TRAIN_ROWS, EVAL_ROWS = 600, 200
@@ -32,7 +32,7 @@ SEED = 7
 def transformed_data(tmp_path_factory, taxi_rows):
     """A real transform graph and transformed TFRecords from taxi rows, as Transform writes them."""
     root = tmp_path_factory.mktemp("transformed")
-    schema = io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)
+    schema = io_utils.SchemaReader().read(TAXI_SPEC.schema_path)
     fieldnames, rows = taxi_rows
     raw = _raw_instances((fieldnames, rows[::7]), schema, TRAIN_ROWS + EVAL_ROWS)
     metadata = dataset_metadata.DatasetMetadata(schema)
@@ -40,7 +40,7 @@ def transformed_data(tmp_path_factory, taxi_rows):
         train = p | "Train" >> beam.Create(raw[:TRAIN_ROWS])
         evaluation = p | "Eval" >> beam.Create(raw[TRAIN_ROWS:])
         (train_out, out_metadata), transform_fn = (train, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn, output_record_batches=False)
+            lambda inputs: transform(inputs, TAXI_SPEC), output_record_batches=False)
         eval_out, _ = ((evaluation, metadata), transform_fn) | tft_beam.TransformDataset(
             output_record_batches=False)
         _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform_graph"))
@@ -70,7 +70,8 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
     root, held_out = transformed_data
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(WORKERS)]}
     serving_dir = tmp_path / "serving_model"
-    custom_config = {"distribution_strategy": "multi_worker_mirrored", "batch_size": 32, "epochs": 2,
+    custom_config = {SPEC_KEY: TAXI_SPEC.to_json(),
+                     "distribution_strategy": "multi_worker_mirrored", "batch_size": 32, "epochs": 2,
                      "seed": SEED}
     workers = []
     for index in range(WORKERS):
@@ -105,7 +106,7 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
         np.testing.assert_allclose(weights[0][key], weights[1][key], rtol=1e-5, atol=1e-6)
     # Training moved every weight away from where run_fn started: the model its seed builds.
     tf.keras.utils.set_random_seed(SEED)
-    initial = trainer.build_model(ModelConfig.from_dict(custom_config)).get_weights()
+    initial = trainer.build_model(TAXI_SPEC).get_weights()
     assert len(initial) == len(weights[0].files)
     for index, start in enumerate(initial):
         trained = weights[0][f"arr_{index}"]
@@ -115,9 +116,8 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
     assert (serving_dir / "saved_model.pb").is_file()
     assert not any(name.startswith("non_chief_model_") for name in os.listdir(tmp_path / "tmp1"))
     model = tf.saved_model.load(str(serving_dir))
-    examples = tf.constant(to_tf_examples(held_out, column_types(DEFAULT_SCHEMA_PATH, "SERVING")))
-    probabilities = model.signatures["serving_default"](examples=examples)[
-        "big_tipper_probability"].numpy()
+    examples = tf.constant(to_tf_examples(held_out, column_types(TAXI_SPEC.schema_path, "SERVING")))
+    probabilities = model.signatures["serving_default"](examples=examples)["probability"].numpy()
     assert probabilities.shape == (len(held_out),)
     assert np.all((probabilities >= 0) & (probabilities <= 1))
 

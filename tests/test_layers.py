@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import models  # noqa: F401  (Keras 2, registered layers)
-from models.layers import DenseWithActivation, FeatureCross, LocationEmbedding
+from models.layers import DenseWithActivation, FeatureCross, SharedEmbedding
 
 
 def _random(shape, seed=0):
@@ -17,7 +17,7 @@ def _random(shape, seed=0):
 LAYERS = [
     (lambda: DenseWithActivation(5, activation="tanh"), lambda: _random((4, 3)), (4, 5)),
     (lambda: FeatureCross(), lambda: _random((4, 6)), (4, 6)),
-    (lambda: LocationEmbedding(num_locations=10, embedding_dim=3),
+    (lambda: SharedEmbedding(num_ids=10, embedding_dim=3),
      lambda: tf.constant([0, 3, 9, 3], tf.int64), (4, 3)),
 ]
 
@@ -57,7 +57,7 @@ def test_model_with_all_layers_saves_and_loads_without_custom_objects(tmp_path):
     numeric = tf.keras.Input(shape=(4,), name="numeric")
     pickup = tf.keras.Input(shape=(), dtype=tf.int64, name="pickup")
     dropoff = tf.keras.Input(shape=(), dtype=tf.int64, name="dropoff")
-    locations = LocationEmbedding(10, 2)
+    locations = SharedEmbedding(10, 2)
     x0 = tf.keras.layers.Concatenate()([numeric, locations(pickup), locations(dropoff)])
     crossed = FeatureCross()([x0, FeatureCross()(x0)])
     output = DenseWithActivation(1, activation="sigmoid")(crossed)
@@ -76,7 +76,7 @@ def test_model_with_all_layers_saves_and_loads_without_custom_objects(tmp_path):
 def test_location_embedding_is_one_table_shared_by_pickup_and_dropoff():
     pickup = tf.keras.Input(shape=(), dtype=tf.int64)
     dropoff = tf.keras.Input(shape=(), dtype=tf.int64)
-    shared = LocationEmbedding(5, 2, embeddings_initializer="ones")
+    shared = SharedEmbedding(5, 2, embeddings_initializer="ones")
     model = tf.keras.Model([pickup, dropoff], [shared(pickup), shared(dropoff)])
     assert len(model.trainable_weights) == 1
 
@@ -123,7 +123,7 @@ def test_dense_is_activation_of_xw_plus_b(use_bias):
 def test_location_embedding_returns_the_table_rows_of_the_ids():
     table = _random((10, 3), 1).numpy()
     ids = tf.constant([[0, 3], [9, 3]], tf.int64)
-    layer = LocationEmbedding(num_locations=10, embedding_dim=3)
+    layer = SharedEmbedding(num_ids=10, embedding_dim=3)
     layer(ids)
     layer.embeddings.assign(table)
     np.testing.assert_array_equal(layer(ids).numpy(), table[ids.numpy()])
@@ -132,8 +132,8 @@ def test_location_embedding_returns_the_table_rows_of_the_ids():
 @pytest.mark.parametrize("make, message", [
     (lambda: DenseWithActivation(0), "`units` must be a positive integer, got 0"),
     (lambda: DenseWithActivation(2.5), "`units` must be a positive integer, got 2.5"),
-    (lambda: LocationEmbedding(0, 4), "`num_locations` must be a positive integer, got 0"),
-    (lambda: LocationEmbedding(10, -1), "`embedding_dim` must be a positive integer, got -1"),
+    (lambda: SharedEmbedding(0, 4), "`num_ids` must be a positive integer, got 0"),
+    (lambda: SharedEmbedding(10, -1), "`embedding_dim` must be a positive integer, got -1"),
     (lambda: DenseWithActivation(3, activation="no_such_activation"),
      "Unknown activation function 'no_such_activation'"),
 ])

@@ -1,32 +1,45 @@
-"""The model builder: inputs from the feature definitions, the shared location layer, it learns."""
+"""The model builder: inputs from the dataset spec, the shared embedding layer, it learns."""
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
-from models import features
-from models.layers import DenseWithActivation, FeatureCross, LocationEmbedding
-from models.model import ModelConfig, build_model
+from models import kinds
+from models.layers import DenseWithActivation, FeatureCross, SharedEmbedding
+from models.model import build_model
+from models.spec import ModelSettings
+from tests.conftest import TAXI_SPEC
+
+FLOAT_INPUTS = [i.name for i in TAXI_SPEC.model_inputs if i.num_ids is None]
+LOCATION_INPUTS = [kinds.transformed_name(f.name)
+                   for f in TAXI_SPEC.features_of_kind(kinds.Coordinates)]
 
 
 def _batch(n=256, seed=0):
     rng = np.random.default_rng(seed)
-    x = {k: rng.normal(size=n).astype("float32") for k in features.NUMERIC_INPUTS}
-    x.update({k: rng.integers(0, v, size=n) for k, v in features.CATEGORICAL_INPUTS.items()})
-    x.update({k: rng.integers(0, features.NUM_LOCATION_IDS, size=n) for k in features.LOCATION_INPUTS})
+    x = {i.name: (rng.normal(size=n).astype("float32") if i.num_ids is None
+                  else rng.integers(0, i.num_ids, size=n)) for i in TAXI_SPEC.model_inputs}
     # A learnable rule: big tippers have a high first numeric feature.
-    y = (x[features.NUMERIC_INPUTS[0]] > 0.5).astype("float32").reshape(-1, 1)
+    y = (x[FLOAT_INPUTS[0]] > 0.5).astype("float32").reshape(-1, 1)
     return x, y
 
 
+def build(**settings):
+    return build_model(dataclasses.replace(TAXI_SPEC, model=ModelSettings(**settings))
+                       if settings else TAXI_SPEC)
+
+
 def test_inputs_are_exactly_the_transformed_model_features():
-    model = build_model()
-    assert sorted(model.input) == sorted(features.MODEL_INPUTS)
-    assert model.input[features.LOCATION_INPUTS[0]].dtype == tf.int64
+    model = build()
+    assert sorted(model.input) == sorted(i.name for i in TAXI_SPEC.model_inputs)
+    assert model.input[LOCATION_INPUTS[0]].dtype == tf.int64
+    assert model.input[FLOAT_INPUTS[0]].dtype == tf.float32
 
 
 def test_output_is_the_sigmoid_of_the_last_layer_over_cross_and_deep():
     tf.keras.utils.set_random_seed(0)
-    model = build_model()
-    last = model.get_layer("big_tipper_probability")
+    model = build()
+    last = model.get_layer("big_tipper_binary_head")
     last.bias.assign([0.7])  # zeros at initialisation; a known value makes the bias count
     x, _ = _batch(7)
     combined = tf.keras.Model(model.input, model.get_layer("cross_and_deep").output)(x).numpy()
@@ -38,18 +51,18 @@ def test_output_is_the_sigmoid_of_the_last_layer_over_cross_and_deep():
     assert len(np.unique(probabilities.round(6))) == 7
 
 
-def test_one_location_embedding_serves_pickup_and_dropoff():
-    model = build_model()
-    shared = [l for l in model.layers if isinstance(l, LocationEmbedding)]
+def test_one_shared_embedding_serves_pickup_and_dropoff():
+    model = build()
+    shared = [l for l in model.layers if isinstance(l, SharedEmbedding)]
     assert len(shared) == 1
-    assert len(shared[0].inbound_nodes) == len(features.LOCATION_INPUTS) == 2
+    assert len(shared[0].inbound_nodes) == len(LOCATION_INPUTS) == 2
 
 
 def test_pickup_and_dropoff_read_rows_of_the_same_table():
     tf.keras.utils.set_random_seed(0)
-    model = build_model()
-    table = next(l for l in model.layers if isinstance(l, LocationEmbedding)).embeddings
-    pickup, dropoff = features.LOCATION_INPUTS
+    model = build()
+    table = next(l for l in model.layers if isinstance(l, SharedEmbedding)).embeddings
+    pickup, dropoff = LOCATION_INPUTS
     x, _ = _batch(4)
     x[pickup], x[dropoff] = np.full(4, 5), np.full(4, 7)
     before = model(x).numpy()
@@ -68,8 +81,7 @@ def test_pickup_and_dropoff_read_rows_of_the_same_table():
 
 
 def test_built_from_the_custom_layers():
-    config = ModelConfig(hidden_units=(16, 8), num_cross_layers=3)
-    model = build_model(config)
+    model = build(hidden_units=(16, 8), cross_layers=3)
     assert sum(isinstance(l, FeatureCross) for l in model.layers) == 3
     # Two hidden layers plus the output layer.
     assert sum(isinstance(l, DenseWithActivation) for l in model.layers) == 3
@@ -77,15 +89,10 @@ def test_built_from_the_custom_layers():
 
 def test_learns_a_simple_rule():
     tf.keras.utils.set_random_seed(0)
-    model = build_model()
+    model = build()
     x, y = _batch(2048)
     before = model.evaluate(x, y, verbose=0, return_dict=True)
     model.fit(x, y, epochs=5, batch_size=128, verbose=0)
     after = model.evaluate(x, y, verbose=0, return_dict=True)
     assert after["loss"] < before["loss"] * 0.6
     assert after["auc"] > 0.95
-
-
-def test_model_config_from_trainer_custom_config_ignores_unknown_keys():
-    config = ModelConfig.from_dict({"hidden_units": [8], "learning_rate": 0.01, "batch_size": 64})
-    assert config.hidden_units == (8,) and config.learning_rate == 0.01

@@ -8,10 +8,10 @@ import pytest
 import tensorflow_model_analysis as tfma
 
 from components import fingerprints
-from models import features
 from tfx.dsl.components.base import executor_spec
 
-from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.config import DEFAULT_SPEC_DIR, PROJECT_ROOT, PipelineConfig
+from tests.conftest import TAXI_SPEC
 from pipeline.pipeline import create_pipeline
 
 EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "ExampleValidator",
@@ -75,7 +75,8 @@ def test_resolver_sees_the_candidate_so_it_can_exclude_it(components):
 def test_config_reaches_the_components(config, components):
     c = components
     assert c["CsvExampleGen"].exec_properties["input_base"] == config.data_root
-    assert c["ImportCuratedSchema"].exec_properties["schema_file"].endswith("schemas/schema.pbtxt")
+    assert c["ImportCuratedSchema"].exec_properties["schema_file"].endswith(
+        "schemas/taxi/schema.pbtxt")
     assert os.path.isfile(c["ImportCuratedSchema"].exec_properties["schema_file"])
     assert '"num_steps": 123' in c["Trainer"].exec_properties["train_args"]
     assert c["Trainer"].exec_properties["train_steps"] == 123  # what the Trainer's executor uses
@@ -97,13 +98,33 @@ def _changed(before, after):
     return {component for component in before if before[component] != after[component]}
 
 
-def test_editing_the_schema_changes_only_the_schema_importer_s_key(tmp_path):
-    schema = tmp_path / "schema.pbtxt"
-    schema.write_text(open(PipelineConfig().schema_path).read())
-    config = PipelineConfig(output_dir=str(tmp_path / "out"), schema_path=str(schema))
+@pytest.fixture
+def spec_copy(tmp_path):
+    directory = tmp_path / "spec"
+    shutil.copytree(DEFAULT_SPEC_DIR, directory)
+    return directory
+
+
+def test_editing_the_schema_changes_only_the_schema_importer_s_key(tmp_path, spec_copy):
+    config = PipelineConfig(output_dir=str(tmp_path / "out"), spec_dir=str(spec_copy))
     before = _parameters(config)
+    schema = spec_copy / "schema.pbtxt"
     schema.write_text(schema.read_text() + "\n# edited\n")
     assert _changed(before, _parameters(config)) == {"ImportCuratedSchema"}
+
+
+def test_editing_the_dataset_spec_changes_the_keys_of_what_builds_from_it(tmp_path, spec_copy):
+    def config():  # the spec is read when the configuration is built, as each run does
+        return PipelineConfig(output_dir=str(tmp_path / "out"), spec_dir=str(spec_copy))
+
+    before = _parameters(config())
+    spec = spec_copy / "dataset.yaml"
+    spec.write_text(spec.read_text().replace("hidden_units: [64, 32]", "hidden_units: [64]"))
+    # The spec travels to both whole; Transform re-runs on any edit of it (a finer key: later).
+    assert _changed(before, _parameters(config())) == {"Transform", "Trainer"}
+    spec.write_text(spec.read_text().replace("slices: [payment_type, trip_start_hour]",
+                                             "slices: [payment_type]"))
+    assert "Evaluator" in _changed(before, _parameters(config()))
 
 
 CODE_KEYED = {"ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform", "Trainer",
@@ -149,8 +170,9 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
 @pytest.mark.parametrize("edited, changed", [
     ("models/model.py", {"Trainer"}),  # not Transform: the model does not change the preprocessing
     ("models/preprocessing.py", {"Transform"}),  # the Trainer re-runs on Transform's new outputs
-    ("models/features.py", {"Transform", "Trainer", "ServingCheck"}),
-    ("models/signatures.py", {"Trainer", "ServingCheck"}),
+    ("models/kinds.py", {"Transform", "Trainer"}),  # a kind owns its preprocessing and its encoder
+    ("models/spec.py", {"Transform", "Trainer"}),
+    ("models/signatures.py", {"Trainer"}),
     ("components/trainer.py", {"Trainer"}),
     ("components/schema_importer.py", {"ImportCuratedSchema"}),
     ("components/data_gate.py", {"DataValidationGate", "DriftCheck"}),  # DriftCheck imports it
@@ -216,7 +238,7 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     from google.protobuf import json_format
     json_format.Parse(components["Evaluator"].exec_properties["eval_config"], eval_config)
     slices = [list(s.feature_keys) for s in eval_config.slicing_specs]
-    assert slices == [[]] + [[k] for k in features.SLICE_FEATURES]
+    assert slices == [[]] + [[k] for k in TAXI_SPEC.slices]
     metrics = {m.class_name: m for m in eval_config.metrics_specs[0].metrics}
     assert {"AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall", "Calibration",
             "ExampleCount"} <= set(metrics)
@@ -224,7 +246,7 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     assert [list(s.feature_keys) for s in gate.slicing_specs] == [[]]
     assert gate.threshold.value_threshold.lower_bound.value == pytest.approx(0.77)
     assert gate.threshold.change_threshold.absolute.value < 0
-    assert eval_config.model_specs[0].label_key == features.TRANSFORMED_LABEL_KEY
+    assert eval_config.model_specs[0].label_key == TAXI_SPEC.transformed_label
 
 
 POSITIVE_STEPS = r"train_steps, eval_steps, epochs and batch_size must be positive"

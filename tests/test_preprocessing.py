@@ -6,13 +6,19 @@ import pytest
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
-from models import features
-from models.preprocessing import preprocessing_fn
-from pipeline.config import DEFAULT_SCHEMA_PATH
+from models import kinds
+from models.preprocessing import SPEC_KEY, preprocessing_fn
+from tests.conftest import TAXI_SPEC
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 ROWS = 40
+CUSTOM_CONFIG = {SPEC_KEY: TAXI_SPEC.to_json()}  # what the pipeline passes Transform
+NUMERIC_FEATURES = [f.name for f in TAXI_SPEC.features_of_kind(kinds.Numeric)]
+
+
+def _preprocessing_fn(inputs):
+    return preprocessing_fn(inputs, CUSTOM_CONFIG)
 
 
 def _raw_instances(taxi_rows, schema, count=ROWS):
@@ -27,7 +33,7 @@ def _raw_instances(taxi_rows, schema, count=ROWS):
 
 @pytest.fixture(scope="module")
 def transformed(taxi_rows):
-    schema = io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)
+    schema = io_utils.SchemaReader().read(TAXI_SPEC.schema_path)
     raw = _raw_instances(taxi_rows, schema)
     # Row 0 has no coordinates in the taxi data; make row 1 lose its dropoff too, row 2 have an
     # out-of-range hour and row 3 lose its miles and seconds, so every path is exercised whatever the
@@ -38,53 +44,55 @@ def transformed(taxi_rows):
     metadata = dataset_metadata.DatasetMetadata(schema)
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True):
         (outputs, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            preprocessing_fn, output_record_batches=False)
+            _preprocessing_fn, output_record_batches=False)
     return raw, outputs
 
 
 def test_every_model_input_and_the_label_are_produced(transformed):
     _, outputs = transformed
     assert len(outputs) == ROWS
-    assert set(features.MODEL_INPUTS) | {features.TRANSFORMED_LABEL_KEY} <= set(outputs[0])
+    assert {i.name for i in TAXI_SPEC.model_inputs} | {TAXI_SPEC.transformed_label} <= set(outputs[0])
 
 
 def test_label_is_big_tipper(transformed):
     raw, outputs = transformed
     for row, out in zip(raw, outputs):
-        expected = int(row["tips"][0] > features.BIG_TIP_FRACTION * row["fare"][0])
-        assert out[features.TRANSFORMED_LABEL_KEY] == expected
+        expected = int(row["tips"][0] > 0.2 * row["fare"][0])  # schemas/taxi: tips > 0.2 * fare
+        assert out[TAXI_SPEC.transformed_label] == expected
 
 
 def test_numeric_features_are_z_scores_of_log1p(transformed):
     """(log1p(v) - mean) / std over the analyzed rows; a missing v is the mean of the present values."""
     raw, outputs = transformed
-    for key in features.NUMERIC_FEATURES:
+    for key in NUMERIC_FEATURES:
         values = np.array([r[key][0] if r[key] else np.nan for r in raw])
         imputed = np.where(np.isnan(values), np.nanmean(values), values)
         logs = np.log1p(np.maximum(imputed, 0.0))
         expected = (logs - logs.mean()) / logs.std()
-        actual = np.array([o[features.transformed_name(key)] for o in outputs])
+        actual = np.array([o[kinds.transformed_name(key)] for o in outputs])
         np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=key)
 
 
 def test_categorical_ids_are_in_range(transformed):
     _, outputs = transformed
-    for name, num_ids in features.CATEGORICAL_INPUTS.items():
-        ids = [o[name] for o in outputs]
-        assert min(ids) >= 0 and max(ids) < num_ids, name
+    for model_input in TAXI_SPEC.model_inputs:
+        if model_input.num_ids is None:
+            continue
+        ids = [o[model_input.name] for o in outputs]
+        assert min(ids) >= 0 and max(ids) < model_input.num_ids, model_input.name
 
 
-def test_hour_is_its_own_id_and_out_of_range_maps_to_zero(transformed):
+def test_hour_id_is_its_offset_from_min_and_out_of_range_maps_to_zero(transformed):
     raw, outputs = transformed
-    hour = features.transformed_name("trip_start_hour")
+    hour = kinds.transformed_name("trip_start_hour")  # categorical_int, min 0
     assert outputs[2][hour] == 0
     for row, out in list(zip(raw, outputs))[3:]:
-        assert out[hour] == row["trip_start_hour"][0]
+        assert out[hour] == row["trip_start_hour"][0] + 1
 
 
 def test_vocabulary_gives_equal_strings_equal_ids(transformed):
     raw, outputs = transformed
-    key = features.transformed_name("payment_type")
+    key = kinds.transformed_name("payment_type")
     ids = {}
     for row, out in zip(raw, outputs):
         ids.setdefault(row["payment_type"][0], set()).add(out[key])
@@ -94,12 +102,13 @@ def test_vocabulary_gives_equal_strings_equal_ids(transformed):
 
 def test_missing_coordinates_get_the_unknown_location(transformed):
     raw, outputs = transformed
-    dropoff = features.transformed_name("dropoff_location")
-    assert outputs[1][dropoff] == features.UNKNOWN_LOCATION_ID
+    (coordinates,) = [f for f in TAXI_SPEC.features_of_kind(kinds.Coordinates) if f.name == "dropoff"]
+    dropoff, unknown = kinds.transformed_name("dropoff"), coordinates.num_ids - 1
+    assert outputs[1][dropoff] == unknown
     for row, out in zip(raw, outputs):
         has_coordinates = bool(row["dropoff_latitude"]) and bool(row["dropoff_longitude"])
-        assert (out[dropoff] == features.UNKNOWN_LOCATION_ID) != has_coordinates
-        assert 0 <= out[dropoff] < features.NUM_LOCATION_IDS
+        assert (out[dropoff] == unknown) != has_coordinates
+        assert 0 <= out[dropoff] < coordinates.num_ids
 
 
 
@@ -108,15 +117,15 @@ def test_a_row_gets_the_same_bucket_alone_or_in_a_batch(taxi_rows):
     """The server batches requests, so a row's features must not depend on the other rows. 0.8 miles
     is common, so it becomes a quantile boundary; TF's log1p differs in the last bit between its
     vectorized kernel (runs of 8+ values) and its scalar one, which moved such rows across it."""
-    schema = io_utils.SchemaReader().read(DEFAULT_SCHEMA_PATH)
+    schema = io_utils.SchemaReader().read(TAXI_SPEC.schema_path)
     raw = _raw_instances(taxi_rows, schema)
     for i, row in enumerate(raw):
         row["trip_miles"] = [0.8] if i % 2 else [0.5 + i / 10]
     metadata = dataset_metadata.DatasetMetadata(schema)
-    bucket = features.bucket_name("trip_miles")
+    bucket = kinds.bucket_name("trip_miles")
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True,
                           desired_batch_size=ROWS):
-        transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
+        transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(_preprocessing_fn)
         buckets = {}
         for size in (1, 16):
             rows = [raw[1]] * size

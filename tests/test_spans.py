@@ -28,7 +28,7 @@ def _span_root(tmp_path, sample, spans_rows):
 def test_a_flat_directory_is_not_span_versioned(tmp_path, sample):
     write_csv(str(tmp_path / "trips.csv"), *sample)
     assert spans.span_dirs(str(tmp_path)) == {} and not spans.is_span_versioned(str(tmp_path))
-    check = data_checks.check_data_root(str(tmp_path, TAXI_SPEC))
+    check = data_checks.check_data_root(str(tmp_path), TAXI_SPEC)
     assert check.rows == 30 and check.span is None
 
 
