@@ -21,14 +21,19 @@ from pipeline.airflow_config import ConfigError, config_from_env, dag_settings
 from pipeline.config import (BEAM_MODES, DEFAULT_BEAM_ARGS, PipelineConfig, default_data_root,
                              with_worker_setup)
 from pipeline.pipeline import create_pipeline
-from tests.conftest import cli_env
+from tests.conftest import cli_env, require_extra
 
 AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
 DAG_FILE = "from pipeline.airflow_dag import dag  # noqa: F401\n"
 DAG_ID = "taxi_big_tipper"
 
-needs_airflow = pytest.mark.skipif(not os.path.exists(AIRFLOW),
-                                   reason="the [airflow] extra is not installed")
+
+@pytest.fixture
+def airflow_installed():
+    require_extra("airflow", "airflow")
+
+
+needs_airflow = pytest.mark.usefixtures("airflow_installed")
 
 
 def airflow_env(home, **variables):
