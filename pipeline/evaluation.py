@@ -6,7 +6,6 @@ from pipeline.config import PipelineConfig
 
 METRICS = ("ExampleCount", "AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall",
            "Calibration", "MeanLabel", "MeanPrediction")
-GATED_METRIC = "auc"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
