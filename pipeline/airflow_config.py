@@ -7,7 +7,7 @@ $AIRFLOW_HOME, because Airflow's processes have no meaningful working directory.
 import datetime
 import os
 import shlex
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from pipeline import spans
 from pipeline.config import PipelineConfig, beam_args_for, default_data_root, with_worker_setup
@@ -34,10 +34,14 @@ BEAM_MODE_VARIABLE = "TAXI_PIPELINE_BEAM_MODE"
 BEAM_ARGS_VARIABLE = "TAXI_PIPELINE_BEAM_ARGS"
 # Variable -> default, for the DAG itself.
 DAG_VARIABLES = {
-    "TAXI_PIPELINE_SCHEDULE": "@daily",  # a cron expression or an Airflow preset
+    "TAXI_PIPELINE_SCHEDULE": "@daily",  # a cron expression, an Airflow preset, or None (manual only)
     "TAXI_PIPELINE_RETRIES": "2",  # per task
     "TAXI_PIPELINE_RETRY_DELAY_MINUTES": "5",
 }
+# Airflow's schedule presets (airflow.utils.dates.cron_presets, plus @once and @continuous, which are
+# not cron); any other string Airflow hands to croniter.
+AIRFLOW_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly",
+                   "@yearly")
 PATH_FIELDS = ("data_root", "output_dir", "serving_dir")
 # Scheduling starts from here; with catchup off only the latest interval runs.
 START_DATE = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
@@ -53,6 +57,25 @@ def _parse(name: str, value: str, parser: Callable[[str], object]):
     except ValueError as e:
         raise ConfigError(f"Environment variable {name}={value!r} is not a valid "
                           f"{getattr(parser, '__name__', 'value')}: {e}") from e
+
+
+def schedule(value: str) -> Optional[str]:
+    """A DAG `schedule` as Airflow checks it when it loads the DAG; "None" means manual runs only.
+
+    Checked here so that a bad value is an import error naming the variable, not Airflow's
+    "Invalid timetable expression" naming nothing."""
+    if value.lower() == "none":
+        return None
+    if value in AIRFLOW_PRESETS:
+        return value
+    # Airflow's cron timetables validate with croniter (CronMixin.validate); it comes with Airflow.
+    from croniter import CroniterBadCronError, CroniterBadDateError, croniter  # pylint: disable=import-outside-toplevel
+    try:
+        croniter(value)
+    except (CroniterBadCronError, CroniterBadDateError) as e:
+        raise ValueError(f"{str(e).rstrip('.')}; use a cron expression ('30 4 * * 1'), one of "
+                         f"{', '.join(AIRFLOW_PRESETS)}, or None for manual runs only") from e
+    return value
 
 
 def config_from_env(environ: Mapping[str, str]) -> PipelineConfig:
@@ -88,7 +111,7 @@ def dag_settings(environ: Mapping[str, str]) -> dict:
     """Keyword arguments for airflow.models.DAG."""
     values = {name: environ.get(name) or default for name, default in DAG_VARIABLES.items()}
     return {
-        "schedule": values["TAXI_PIPELINE_SCHEDULE"],
+        "schedule": _parse("TAXI_PIPELINE_SCHEDULE", values["TAXI_PIPELINE_SCHEDULE"], schedule),
         "start_date": START_DATE,
         "catchup": False,
         # Runs on one output directory must not overlap (one SQLite metadata store).

@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,18 +18,23 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from pipeline.airflow_config import ConfigError, config_from_env, dag_settings
+from pipeline.airflow_config import START_DATE, ConfigError, config_from_env, dag_settings
 from pipeline.config import (BEAM_MODES, DEFAULT_BEAM_ARGS, PipelineConfig, default_data_root,
                              with_worker_setup)
 from pipeline.pipeline import create_pipeline
-from tests.conftest import cli_env
+from tests.conftest import cli_env, require_extra
 
 AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
 DAG_FILE = "from pipeline.airflow_dag import dag  # noqa: F401\n"
 DAG_ID = "taxi_big_tipper"
 
-needs_airflow = pytest.mark.skipif(not os.path.exists(AIRFLOW),
-                                   reason="the [airflow] extra is not installed")
+
+@pytest.fixture
+def airflow_installed():
+    require_extra("airflow", "airflow")
+
+
+needs_airflow = pytest.mark.usefixtures("airflow_installed")
 
 
 def airflow_env(home, **variables):
@@ -137,17 +143,84 @@ def test_a_span_versioned_data_root_is_detected_as_the_cli_does(tmp_path):
         config_from_env({"TAXI_PIPELINE_DATA_ROOT": str(tmp_path)})
 
 
-@pytest.mark.parametrize("variable,value", [("TAXI_PIPELINE_TRAIN_STEPS", "many"),
-                                            ("TAXI_PIPELINE_TRAIN_STEPS", "0"),
-                                            ("TAXI_PIPELINE_AUC_FLOOR", "2"),
-                                            ("TAXI_PIPELINE_DISTRIBUTION_STRATEGY", "tpu"),
-                                            ("TAXI_PIPELINE_BEAM_MODE", "turbo"),
-                                            ("TAXI_PIPELINE_BEAM_ARGS", '--project="p'),
-                                            ("TAXI_PIPELINE_RETRIES", "x")])
-def test_a_bad_setting_names_the_variable(variable, value):
-    with pytest.raises(ConfigError, match=f"{variable}='{value}'"):
-        config_from_env({variable: value})
-        dag_settings({variable: value})
+# (reader, variable, bad value, what the error says is wrong): each setting alone, through the one
+# function that reads it.
+BAD_SETTINGS = [
+    (config_from_env, "TAXI_PIPELINE_TRAIN_STEPS", "many", "is not a valid int"),
+    (config_from_env, "TAXI_PIPELINE_TRAIN_STEPS", "0", "must be positive"),
+    (config_from_env, "TAXI_PIPELINE_AUC_FLOOR", "2", "auc_floor must be in [0, 1]"),
+    (config_from_env, "TAXI_PIPELINE_DISTRIBUTION_STRATEGY", "tpu", "distribution_strategy must be"),
+    (config_from_env, "TAXI_PIPELINE_BEAM_MODE", "turbo", "Unknown Beam mode 'turbo'"),
+    (config_from_env, "TAXI_PIPELINE_BEAM_ARGS", '--project="p', "No closing quotation"),
+    (dag_settings, "TAXI_PIPELINE_RETRIES", "x", "is not a valid int"),
+    (dag_settings, "TAXI_PIPELINE_RETRY_DELAY_MINUTES", "soon", "is not a valid float"),
+    (dag_settings, "TAXI_PIPELINE_SCHEDULE", "daily", "is not a valid schedule"),
+    (dag_settings, "TAXI_PIPELINE_SCHEDULE", "61 * * * *", "out of range"),
+    (dag_settings, "TAXI_PIPELINE_SCHEDULE", "@fortnightly", "is not a valid schedule"),
+]
+# As Airflow spells schedules: its presets, cron with 5 to 7 fields, and "None" for manual runs only.
+GOOD_SCHEDULES = {"@daily": "@daily", "@quarterly": "@quarterly", "@once": "@once",
+                  "@continuous": "@continuous", "@annually": "@annually", "30 4 * * 1": "30 4 * * 1",
+                  "*/15 6-18 * * 1-5": "*/15 6-18 * * 1-5", "0 0 * * * 30": "0 0 * * * 30",
+                  "None": None, "none": None}
+BAD_SCHEDULES = [value for _, variable, value, _ in BAD_SETTINGS if variable == "TAXI_PIPELINE_SCHEDULE"]
+
+
+@pytest.mark.parametrize("read,variable,value,reason", BAD_SETTINGS,
+                         ids=[f"{variable}={value}" for _, variable, value, _ in BAD_SETTINGS])
+def test_a_bad_setting_names_the_variable(read, variable, value, reason):
+    with pytest.raises(ConfigError, match=re.escape(f"{variable}={value!r}")) as error:
+        read({variable: value})
+    assert reason in str(error.value)
+
+
+def test_a_schedule_is_an_airflow_preset_a_cron_expression_or_none_for_manual_runs():
+    for value, expected in GOOD_SCHEDULES.items():
+        assert dag_settings({"TAXI_PIPELINE_SCHEDULE": value})["schedule"] == expected, value
+
+
+AIRFLOW_SCHEDULE_SCRIPT = textwrap.dedent("""
+    import datetime, json, sys
+    from airflow.exceptions import AirflowTimetableInvalid
+    from airflow.models.dag import DAG
+    verdicts = {}
+    for n, (name, schedule) in enumerate(json.loads(sys.argv[1])):
+        try:
+            DAG(f"d{n}", schedule=schedule, start_date=datetime.datetime.fromisoformat(sys.argv[2]),
+                max_active_runs=1).validate()  # what DagBag checks before it takes a DAG
+            verdicts[name] = "valid"
+        except AirflowTimetableInvalid as e:
+            verdicts[name] = str(e)
+    print(json.dumps(verdicts))
+""")
+
+
+@needs_airflow
+def test_the_schedule_check_agrees_with_airflow_s_own(tmp_path):
+    """Airflow takes every schedule the check passes (as dag_settings hands it over) and refuses every
+    one it rejects: the check refuses nothing Airflow would run, and passes nothing it would not."""
+    passed = {}
+    for value in [*GOOD_SCHEDULES, *BAD_SCHEDULES]:
+        try:
+            passed[value] = dag_settings({"TAXI_PIPELINE_SCHEDULE": value})["schedule"]
+        except ConfigError:
+            pass
+    cases = [(value, passed.get(value, value)) for value in [*GOOD_SCHEDULES, *BAD_SCHEDULES]]
+    result = subprocess.run([sys.executable, "-c", AIRFLOW_SCHEDULE_SCRIPT, json.dumps(cases),
+                             START_DATE.isoformat()], env=airflow_env(tmp_path), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdicts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {value for value, verdict in verdicts.items() if verdict == "valid"} == set(passed)
+    assert set(passed) == set(GOOD_SCHEDULES)
+
+
+@needs_airflow
+def test_a_bad_schedule_makes_the_dag_an_import_error_naming_the_variable(tmp_path):
+    parsed = parse_dag(airflow_env(tmp_path, TAXI_PIPELINE_SCHEDULE="0 25 * * *"))
+    assert parsed["dag_ids"] == []
+    (error,) = parsed["import_errors"].values()
+    assert "TAXI_PIPELINE_SCHEDULE='0 25 * * *' is not a valid schedule" in error
 
 
 @needs_airflow

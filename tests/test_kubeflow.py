@@ -12,7 +12,9 @@ import yaml
 from click.testing import CliRunner
 from google.protobuf import json_format
 
-pytest.importorskip("kfp", reason="the [kfp] extra is not installed")
+from tests.conftest import require_extra
+
+require_extra("kfp", "kfp")
 from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: E402
 
 from components import schema_importer  # noqa: E402
