@@ -34,6 +34,8 @@ from rich.table import Table  # noqa: E402
 from pipeline.config import PipelineConfig, default_data_root  # noqa: E402
 from pipeline.serving import client  # noqa: E402
 
+TYPES = client.serving_column_types(PipelineConfig().spec)
+
 RESULTS = os.path.join(REPO, "bench", "results")
 GOAL_P50_MS, GOAL_EXAMPLES_PER_S = 5.0, 2000
 
@@ -156,7 +158,7 @@ def in_process(model_dir, rows, n):
     version = max((v for v in os.listdir(model_dir) if v.isdigit()), key=int)
     signature = tf.saved_model.load(os.path.join(model_dir, version)).signatures["serving_raw"]
     spec = signature.structured_input_signature[1]
-    instances = client.raw_request(rows)["instances"]
+    instances = client.raw_request(rows, TYPES)["instances"]
 
     def batch(start, size):
         chosen = [instances[(start + k) % len(instances)] for k in range(size)]
@@ -201,14 +203,14 @@ def main():
 
     with open(os.path.join(default_data_root(), "data.csv"), newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))[:512]
-    bodies = [json.dumps(client.raw_request([row])).encode() for row in rows]
+    bodies = [json.dumps(client.raw_request([row], TYPES)).encode() for row in rows]
 
     process, url = start_server(serving_dir, args.model_name, args.server_arg)
     try:
         latencies = single_latency(url, args.model_name, bodies, args.requests)
         concurrent = []
         for size in args.examples_per_request:
-            sized = [json.dumps(client.raw_request(rows[i:i + size])).encode()
+            sized = [json.dumps(client.raw_request(rows[i:i + size], TYPES)).encode()
                      for i in range(0, len(rows) - size, size)]
             calls_before = model_calls(url)
             requests_per_s, errors = throughput(url, args.model_name, sized, args.concurrency,

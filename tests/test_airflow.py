@@ -109,7 +109,7 @@ def test_unset_variables_keep_the_cli_s_defaults(tmp_path):
     config = config_from_env({"AIRFLOW_HOME": str(tmp_path)})
     assert config.output_dir == str(tmp_path / "pipeline_output")
     assert config.serving_dir == str(tmp_path / "serving_model")
-    assert config.data_root == default_data_root()
+    assert config.data_root == default_data_root()  # the taxi spec's
     assert config.train_steps == PipelineConfig.train_steps
     assert config.beam_args == with_worker_setup(DEFAULT_BEAM_ARGS)  # as the CLI's default
     settings = dag_settings({})

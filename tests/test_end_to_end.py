@@ -10,9 +10,8 @@ import pytest
 import tensorflow as tf
 
 import models  # noqa: F401  (Keras 2 and the custom layers, for load_model)
-from models import features
 from models.raw_examples import column_types, to_tf_examples
-from pipeline.config import DEFAULT_SCHEMA_PATH
+from tests.conftest import TAXI_SPEC
 from pipeline.run_summary import summarize
 from tests.conftest import run_cli, write_csv
 
@@ -22,7 +21,7 @@ PIPELINE_NAME = "taxi_big_tipper"
 
 
 def _label(row):
-    return float(row["tips"]) > features.BIG_TIP_FRACTION * float(row["fare"])
+    return float(row["tips"]) > 0.2 * float(row["fare"])  # schemas/taxi: tips > 0.2 * fare
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +65,8 @@ def test_first_run_pushes_one_servable_version(runs, pushed):
 def test_pushed_model_scores_raw_tf_examples(pushed, held_out):
     model = tf.saved_model.load(pushed)
     serve = model.signatures["serving_default"]
-    examples = tf.constant(to_tf_examples(held_out, column_types(DEFAULT_SCHEMA_PATH, "SERVING")))
-    probabilities = serve(examples=examples)["big_tipper_probability"].numpy()
+    examples = tf.constant(to_tf_examples(held_out, column_types(TAXI_SPEC.schema_path, "SERVING")))
+    probabilities = serve(examples=examples)["probability"].numpy()
     assert probabilities.shape == (len(held_out),)
     assert np.all((probabilities >= 0) & (probabilities <= 1))
     auc = tf.keras.metrics.AUC(num_thresholds=1000)
@@ -88,10 +87,10 @@ def test_raw_feature_signature_agrees_with_tf_example_signature(pushed, held_out
             raw[column] = tf.constant([float(v) if v else np.nan for v in values], tensor_spec.dtype)
         else:
             raw[column] = tf.constant([int(float(v)) if v else -1 for v in values], tensor_spec.dtype)
-    from_raw = model.signatures["serving_raw"](**raw)["big_tipper_probability"].numpy()
-    examples = tf.constant(to_tf_examples(rows, column_types(DEFAULT_SCHEMA_PATH, "SERVING")))
+    from_raw = model.signatures["serving_raw"](**raw)["probability"].numpy()
+    examples = tf.constant(to_tf_examples(rows, column_types(TAXI_SPEC.schema_path, "SERVING")))
     from_examples = model.signatures["serving_default"](examples=examples)[
-        "big_tipper_probability"].numpy()
+        "probability"].numpy()
     np.testing.assert_allclose(from_raw, from_examples, atol=1e-5)
 
 
@@ -99,15 +98,15 @@ def test_transform_features_signature_yields_the_label(pushed, held_out):
     model = tf.saved_model.load(pushed)
     rows = held_out[:50]
     out = model.signatures["transform_features"](
-        examples=tf.constant(to_tf_examples(rows, column_types(DEFAULT_SCHEMA_PATH))))
-    np.testing.assert_array_equal(out[features.TRANSFORMED_LABEL_KEY].numpy(),
+        examples=tf.constant(to_tf_examples(rows, column_types(TAXI_SPEC.schema_path))))
+    np.testing.assert_array_equal(out[TAXI_SPEC.transformed_label].numpy(),
                                   [int(_label(r)) for r in rows])
 
 
 def test_pushed_model_loads_as_a_keras_model(pushed):
     loaded = tf.keras.models.load_model(pushed)
     assert isinstance(loaded, tf.keras.Model)
-    assert sorted(loaded.input) == sorted(features.MODEL_INPUTS)
+    assert sorted(loaded.input) == sorted(i.name for i in TAXI_SPEC.model_inputs)
 
 
 def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
@@ -236,7 +235,7 @@ def test_schema_anomalies_stop_the_run_before_training(tmp_path, taxi_rows):
     result = run_cli("--data-root", str(tmp_path / "data"), "--output-dir", str(tmp_path / "out"),
                      "--serving-dir", str(tmp_path / "serving"))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "column 'trip_start_hour'" in result.stderr and "schemas/schema.pbtxt" in result.stderr
+    assert "column 'trip_start_hour'" in result.stderr and "schemas/taxi/schema.pbtxt" in result.stderr
     summary = summarize(str(tmp_path / "out" / "metadata.sqlite"), PIPELINE_NAME)
     ran = {c.name for c in summary.components}
     assert "DataValidationGate" in ran and not ran & {"Transform", "Trainer", "Pusher"}

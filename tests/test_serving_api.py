@@ -21,9 +21,11 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from models import raw_examples
-from pipeline.config import DEFAULT_SCHEMA_PATH
 from pipeline.serving import client
+from tests.conftest import TAXI_SPEC
 from tests.serving_helpers import MODEL_NAME, ServerProcess
+
+TYPES = client.serving_column_types(TAXI_SPEC)
 
 VERSION = 7
 ROWS = 40
@@ -54,9 +56,9 @@ def rows(taxi_rows):
 def expected(saved_model_dir, rows):
     """In-process predictions of the same SavedModel (serving_default on tf.Examples)."""
     model = tf.saved_model.load(saved_model_dir)
-    types = raw_examples.column_types(DEFAULT_SCHEMA_PATH, "SERVING")
+    types = raw_examples.column_types(TAXI_SPEC.schema_path, "SERVING")
     examples = tf.constant(raw_examples.to_tf_examples(rows, types))
-    return model.signatures["serving_default"](examples=examples)["big_tipper_probability"].numpy()
+    return model.signatures["serving_default"](examples=examples)["probability"].numpy()
 
 
 def post(server, path, body, **kwargs):
@@ -90,14 +92,14 @@ def test_metadata_lists_the_signatures_with_types(server):
     assert default["method_name"] == "tensorflow/serving/predict"
     assert default["inputs"]["examples"]["dtype"] == "DT_STRING"
     assert default["inputs"]["examples"]["tensor_shape"]["dim"] == [{"size": "-1", "name": ""}]
-    assert default["outputs"]["big_tipper_probability"]["dtype"] == "DT_FLOAT"
+    assert default["outputs"]["probability"]["dtype"] == "DT_FLOAT"
     raw = signatures["serving_raw"]["inputs"]
     assert raw["fare"]["dtype"] == "DT_FLOAT" and raw["payment_type"]["dtype"] == "DT_STRING"
     assert raw["trip_start_hour"]["dtype"] == "DT_INT64"
 
 
 def test_raw_instances_match_in_process_predictions(server, rows, expected):
-    response = post(server, f"{MODEL_NAME}:predict", client.raw_request(rows))
+    response = post(server, f"{MODEL_NAME}:predict", client.raw_request(rows, TYPES))
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     assert len(predictions) == ROWS and all(isinstance(p, float) for p in predictions)
@@ -105,16 +107,16 @@ def test_raw_instances_match_in_process_predictions(server, rows, expected):
 
 
 def test_b64_tf_examples_to_the_default_signature(server, rows, expected):
-    response = post(server, f"{MODEL_NAME}:predict", client.b64_request(rows))
+    response = post(server, f"{MODEL_NAME}:predict", client.b64_request(rows, TYPES))
     np.testing.assert_allclose(response.json()["predictions"], expected, atol=TOLERANCE)
     # The same examples named explicitly, and through the versioned URL.
-    named = {"instances": [{"examples": b} for b in client.b64_request(rows[:3])["instances"]]}
+    named = {"instances": [{"examples": b} for b in client.b64_request(rows[:3], TYPES)["instances"]]}
     response = post(server, f"{MODEL_NAME}/versions/{VERSION}:predict", named)
     np.testing.assert_allclose(response.json()["predictions"], expected[:3], atol=TOLERANCE)
 
 
 def test_columnar_inputs_answer_with_outputs(server, rows, expected):
-    instances = client.raw_request(rows[:5])["instances"]
+    instances = client.raw_request(rows[:5], TYPES)["instances"]
     columns = {k: [i[k] for i in instances] for k in instances[0]}
     response = post(server, f"{MODEL_NAME}:predict", {"signature_name": "serving_raw", "inputs": columns})
     assert set(response.json()) == {"outputs"}
@@ -123,19 +125,19 @@ def test_columnar_inputs_answer_with_outputs(server, rows, expected):
 
 def test_missing_values_use_the_signatures_markers(server, rows):
     row = dict(rows[0], company="", pickup_latitude="", trip_seconds="")
-    instance = client.raw_request([row])["instances"][0]
+    instance = client.raw_request([row], TYPES)["instances"][0]
     assert instance["company"] == "" and math.isnan(instance["pickup_latitude"])
     assert instance["trip_seconds"] == -1
     # NaN travels as a bare NaN token, which TF Serving's parser accepts too.
     response = post(server, f"{MODEL_NAME}:predict", json.dumps(
         {"signature_name": "serving_raw", "instances": [instance]}))
     from_raw = response.json()["predictions"][0]
-    from_b64 = post(server, f"{MODEL_NAME}:predict", client.b64_request([row])).json()["predictions"][0]
+    from_b64 = post(server, f"{MODEL_NAME}:predict", client.b64_request([row], TYPES)).json()["predictions"][0]
     assert from_raw == pytest.approx(from_b64, abs=TOLERANCE)
 
 
 def test_classify_returns_class_scores_per_example(server, rows, expected):
-    examples = [{k: v for k, v in client.raw_request([r])["instances"][0].items()
+    examples = [{k: v for k, v in client.raw_request([r], TYPES)["instances"][0].items()
                  if v not in ("", -1) and not (isinstance(v, float) and math.isnan(v))} for r in rows[:4]]
     response = post(server, f"{MODEL_NAME}:classify", {"examples": examples})
     results = response.json()["results"]
@@ -159,7 +161,7 @@ def _counter(server, name, signature):
 def test_concurrent_requests_share_model_calls(server, rows, expected):
     calls_before = _counter(server, "serving_model_calls_total", "serving_raw")
     examples_before = _counter(server, "serving_examples_total", "serving_raw")
-    bodies = [json.dumps(client.raw_request([row])) for row in rows[:32]]
+    bodies = [json.dumps(client.raw_request([row], TYPES)) for row in rows[:32]]
     # One connected client per request and a barrier, so the requests reach the server together. A new
     # client per request spends milliseconds of GIL-held set-up each, which spread 32 of them out
     # across several batch windows on a busy 2-core machine.
@@ -191,7 +193,7 @@ def test_concurrent_requests_share_model_calls(server, rows, expected):
 # --- Bad requests: 4xx with a message naming the problem; the server keeps serving --------------
 @pytest.fixture
 def one_instance(rows):
-    return client.raw_request(rows[:1])["instances"][0]
+    return client.raw_request(rows[:1], TYPES)["instances"][0]
 
 
 def test_malformed_json(server):
@@ -250,7 +252,7 @@ def test_oversize_payload_is_refused(server, one_instance):
 
 
 def test_server_still_serves_after_bad_requests(server, rows, expected):
-    response = post(server, f"{MODEL_NAME}:predict", client.raw_request(rows[:2]))
+    response = post(server, f"{MODEL_NAME}:predict", client.raw_request(rows[:2], TYPES))
     np.testing.assert_allclose(response.json()["predictions"], expected[:2], atol=TOLERANCE)
     assert server.process.poll() is None
 
@@ -267,11 +269,11 @@ def test_grpc_predict_matches_rest(channel, rows, expected):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL_NAME
     request.model_spec.signature_name = "serving_default"
-    examples = [base64.b64decode(i["b64"]) for i in client.b64_request(rows)["instances"]]
+    examples = [base64.b64decode(i["b64"]) for i in client.b64_request(rows, TYPES)["instances"]]
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
     response = stub.Predict(request, timeout=60)
     assert response.model_spec.version.value == VERSION
-    probabilities = tf.make_ndarray(response.outputs["big_tipper_probability"])
+    probabilities = tf.make_ndarray(response.outputs["probability"])
     np.testing.assert_allclose(probabilities, expected, atol=TOLERANCE)
 
 

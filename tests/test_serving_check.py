@@ -20,9 +20,8 @@ from components.serving_check import (EXAMPLES_SIGNATURE, RAW_SIGNATURE, SKIPPED
                                       check_model, eval_examples, in_process_predictions, probe,
                                       raw_input_spec, run_check, serving_requests, verdict)
 from components.serving_runtime import LocalServer, ServingRuntimeError
-from models import features
 from models.raw_examples import column_types, to_tf_examples
-from pipeline.config import DEFAULT_SCHEMA_PATH
+from tests.conftest import TAXI_SPEC
 
 MODEL_NAME = "big_tipper"
 
@@ -35,15 +34,15 @@ def eval_rows(taxi_rows):
 @pytest.fixture(scope="module")
 def serialized(eval_rows):
     """tf.Examples as ExampleGen writes them: every schema column, the label source included."""
-    return to_tf_examples(eval_rows, column_types(DEFAULT_SCHEMA_PATH))
+    return to_tf_examples(eval_rows, column_types(TAXI_SPEC.schema_path))
 
 
 @pytest.fixture(scope="module")
 def spec():
     """The raw signature's input spec, from the schema (what the exported signature declares)."""
-    types = column_types(DEFAULT_SCHEMA_PATH)
+    types = column_types(TAXI_SPEC.schema_path)
     dtypes = {schema_pb2.INT: tf.int64, schema_pb2.FLOAT: tf.float32, schema_pb2.BYTES: tf.string}
-    return {c: tf.TensorSpec([None], dtypes[types[c]], name=c) for c in features.SERVING_COLUMNS}
+    return {c: tf.TensorSpec([None], dtypes[types[c]], name=c) for c in TAXI_SPEC.serving_columns}
 
 
 def _examples_artifact(directory, serialized_examples):
@@ -66,7 +65,7 @@ def test_requests_carry_the_serving_columns_with_missing_markers(serialized, eva
     raw, b64 = serving_requests(serialized, spec)
     assert len(raw) == len(b64) == len(eval_rows)
     for instance, row in zip(raw, eval_rows):
-        assert sorted(instance) == sorted(features.SERVING_COLUMNS)
+        assert sorted(instance) == sorted(TAXI_SPEC.serving_columns)
         assert instance["payment_type"] == row["payment_type"]
         assert instance["company"] == row["company"]  # "" when missing
         assert instance["trip_start_hour"] == int(row["trip_start_hour"])

@@ -9,7 +9,10 @@ import httpx
 import pytest
 
 from pipeline.serving import client
+from tests.conftest import TAXI_SPEC
 from tests.serving_helpers import MODEL_NAME, ServerProcess, wait_for
+
+TYPES = client.serving_column_types(TAXI_SPEC)
 
 pytestmark = pytest.mark.slow  # several model loads, tens of seconds
 
@@ -35,7 +38,7 @@ def test_new_broken_fixed_and_removed_versions(tmp_path, saved_model_dir, taxi_r
     shutil.copytree(saved_model_dir, model_dir / "1")
     server = ServerProcess(tmp_path / "serving", "--poll-seconds", "0.2", "--grpc-port", "0")
     _, rows = taxi_rows
-    body = client.raw_request(rows[:3])
+    body = client.raw_request(rows[:3], TYPES)
     try:
         server.wait_until_available()
         assert latest_version(server) == 1
