@@ -378,7 +378,7 @@ def predict(spec_dir, file, url, model_name, model_version, request_format, batc
     label = config.spec.label.name
     table = Table(title=f"{config.model_name} at {escape(url)}: {label}, {len(rows)} rows")
     table.add_column("row", justify="right")
-    table.add_column(f"P({label})", justify="right")
+    table.add_column("probability", justify="right")
     for i, p in enumerate(predictions, start=1):
         table.add_row(str(i), f"{p:.4f}")
     console.print(table)

@@ -7,13 +7,13 @@ from tfx.types import standard_artifacts
 
 from components.fingerprints import file_sha256
 from components.schema_importer import ImportCuratedSchema, SchemaChangedError
-from pipeline.config import DEFAULT_SCHEMA_PATH
+from tests.conftest import TAXI_SPEC
 
 
 @pytest.fixture
 def schema_file(tmp_path):
     path = tmp_path / "schema.pbtxt"
-    with open(DEFAULT_SCHEMA_PATH, encoding="utf-8") as f:
+    with open(TAXI_SPEC.schema_path, encoding="utf-8") as f:
         path.write_text(f.read())
     return path
 
@@ -30,7 +30,8 @@ def _run(component, tmp_path):
 
 def test_imports_the_schema_it_was_built_with(schema_file, tmp_path):
     component = ImportCuratedSchema(schema_file=str(schema_file),
-                                    schema_sha256=file_sha256(str(schema_file)))
+                                    schema_sha256=file_sha256(str(schema_file)),
+                                    code_sha256="unused by the executor")
     schema = _run(component, tmp_path)
     with open(os.path.join(schema.uri, "schema.pbtxt"), encoding="utf-8") as f:
         assert f.read() == schema_file.read_text()
@@ -38,7 +39,8 @@ def test_imports_the_schema_it_was_built_with(schema_file, tmp_path):
 
 def test_a_schema_edited_after_the_pipeline_was_built_stops_the_import(schema_file, tmp_path):
     component = ImportCuratedSchema(schema_file=str(schema_file),
-                                    schema_sha256=file_sha256(str(schema_file)))
+                                    schema_sha256=file_sha256(str(schema_file)),
+                                    code_sha256="unused by the executor")
     schema_file.write_text(schema_file.read_text() + "\n# edited\n")
     with pytest.raises(SchemaChangedError,
                        match=re.escape(f"{schema_file} changed after the pipeline was built; "
