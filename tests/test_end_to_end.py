@@ -14,6 +14,7 @@ from models import features
 from models.raw_examples import column_types, to_tf_examples
 from pipeline.config import DEFAULT_SCHEMA_PATH
 from pipeline.run_summary import summarize
+from pipeline.serving import client
 from tests.conftest import run_cli, write_csv
 
 pytestmark = pytest.mark.slow
@@ -79,15 +80,8 @@ def test_raw_feature_signature_agrees_with_tf_example_signature(pushed, held_out
     model = tf.saved_model.load(pushed)
     rows = held_out[:200]
     spec = model.signatures["serving_raw"].structured_input_signature[1]
-    raw = {}
-    for column, tensor_spec in spec.items():
-        values = [r[column] for r in rows]
-        if tensor_spec.dtype == tf.string:
-            raw[column] = tf.constant(values)
-        elif tensor_spec.dtype.is_floating:
-            raw[column] = tf.constant([float(v) if v else np.nan for v in values], tensor_spec.dtype)
-        else:
-            raw[column] = tf.constant([int(float(v)) if v else -1 for v in values], tensor_spec.dtype)
+    instances = client.raw_request(rows)["instances"]  # empty cells as the missing-value markers
+    raw = {column: tf.constant([i[column] for i in instances], s.dtype) for column, s in spec.items()}
     from_raw = model.signatures["serving_raw"](**raw)["big_tipper_probability"].numpy()
     examples = tf.constant(to_tf_examples(rows, column_types(DEFAULT_SCHEMA_PATH, "SERVING")))
     from_examples = model.signatures["serving_default"](examples=examples)[
