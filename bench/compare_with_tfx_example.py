@@ -9,22 +9,19 @@ evaluation AUC and what was pushed; the ratio of cold wall times. Writes bench/r
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import warnings
-import threading
-import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.memory import run_sampled  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.run_summary import summarize  # noqa: E402
 
@@ -32,32 +29,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 
 
-def run_measured(command):
+def run_measured(command, log_path):
     """Wall seconds, exit code and peak RSS (MB) summed over the process and its children."""
-    started = time.time()
-    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    stop = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not stop.is_set():
-            try:
-                tree = [process] + process.children(recursive=True)
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-            except psutil.Error:
-                pass
-            stop.wait(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, stderr = process.communicate()
-    stop.set()
-    sampler.join()
-    if process.returncode != 0:
-        sys.stderr.write(stderr.decode(errors="replace")[-3000:])
-    return {"wall_s": time.time() - started, "exit_code": process.returncode,
-            "peak_rss_mb": peak / 2**20}
+    wall, exit_code, sampler = run_sampled(command, log_path)
+    if exit_code != 0:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            sys.stderr.write(f.read()[-3000:])
+    return {"wall_s": wall, "exit_code": exit_code, "peak_rss_mb": sampler.peak_mb()}
 
 
 def pushed_versions(serving_dir):
@@ -68,7 +46,8 @@ def pushed_versions(serving_dir):
 
 
 def measure(name, command, output_dir, serving_dir, metadata_path, pipeline_name):
-    result = run_measured(command)
+    slug = "".join(c if c.isalnum() else "_" for c in name)
+    result = run_measured(command, os.path.join(os.path.dirname(output_dir), f"{slug}.log"))
     summary = summarize(metadata_path, pipeline_name)
     overall = summary.metrics.get("Overall", {})
     result.update({

@@ -14,10 +14,7 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
-import threading
-import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,12 +24,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bench import generate_taxi_data  # noqa: E402
+from bench.memory import run_sampled  # noqa: E402
 from pipeline.config import BEAM_MODES, PipelineConfig  # noqa: E402
 from pipeline.run_summary import latest_run_id, open_store  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "scale.json")
-SAMPLE_SECONDS = 0.2
 GOAL_PEAK_MB = 4096
 
 
@@ -47,41 +44,6 @@ def data_dir(work_dir: str, rows: int, seed: int) -> str:
         generate_taxi_data.main(["--rows", str(rows), "--output", path, "--seed", str(seed)])
         open(path + ".complete", "w", encoding="utf-8").close()
     return path
-
-
-def run_sampled(command, log_path):
-    """Runs `command`; returns wall seconds, exit code and a (time, tree RSS, CLI process RSS) series.
-
-    The CLI's own share tells the orchestrating process apart from Beam's worker processes.
-    """
-    samples = []
-    started = time.time()
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = psutil.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                total = main = 0
-                try:
-                    for p in [process] + process.children(recursive=True):
-                        try:
-                            rss = p.memory_info().rss
-                        except psutil.Error:  # exited between listing and reading
-                            continue
-                        total += rss
-                        main = rss if p.pid == process.pid else main
-                except psutil.Error:
-                    pass
-                samples.append((time.time(), total, main))
-                stop.wait(SAMPLE_SECONDS)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        process.wait()
-        stop.set()
-        sampler.join()
-    return time.time() - started, process.returncode, samples
 
 
 def component_windows(metadata_path: str, pipeline_name: str):
@@ -109,7 +71,8 @@ def measure(data: str, rows: int, mode: str, workers: int, work_dir: str, keep: 
                "--serving-dir", os.path.join(out, "serving_model"), "--no-cache", "--beam-mode", mode]
     if mode == "multi_processing":
         command += ["--", f"--direct_num_workers={workers}"]
-    wall, exit_code, samples = run_sampled(command, os.path.join(work_dir, f"run-{rows}-{mode}.log"))
+    wall, exit_code, sampler = run_sampled(command, os.path.join(work_dir, f"run-{rows}-{mode}.log"))
+    samples = sampler.samples
     result = {"rows": rows, "mode": mode, "command": command, "exit_code": exit_code,
               "wall_s": round(wall, 1), "rows_per_s": round(rows / wall),
               "peak_rss_mb": round(max(rss for _, rss, _ in samples) / 2**20),

@@ -13,10 +13,9 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -31,6 +30,8 @@ import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.memory import TreeMemorySampler  # noqa: E402
+from components.serving_runtime import LocalServer, ServingRuntimeError  # noqa: E402
 from pipeline.config import PipelineConfig, default_data_root  # noqa: E402
 from pipeline.serving import client  # noqa: E402
 
@@ -40,46 +41,9 @@ RESULTS = os.path.join(REPO, "bench", "results")
 GOAL_P50_MS, GOAL_EXAMPLES_PER_S = 5.0, 2000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def start_server(serving_dir, model_name, extra_args):
-    port = free_port()
-    process = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, "-m", "pipeline", "serve", "--serving-dir", serving_dir, "--model-name",
-         model_name, "--rest-port", str(port), "--grpc-port", "0", *extra_args],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited: {process.stderr.read()[-2000:]}")
-        try:
-            status = httpx.get(f"{url}/v1/models/{model_name}", timeout=2).json()
-            if any(s["state"] == "AVAILABLE" for s in status.get("model_version_status", [])):
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not become ready in 300 s")
-
-
-def memory_mb(pid):
-    fields = {}
-    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def single_latency(url, model_name, bodies, n):
@@ -205,26 +169,32 @@ def main():
         rows = list(csv.DictReader(f))[:512]
     bodies = [json.dumps(client.raw_request([row], TYPES)).encode() for row in rows]
 
-    process, url = start_server(serving_dir, args.model_name, args.server_arg)
+    log_path = os.path.join(tempfile.mkdtemp(prefix="bench_serving_"), "server.log")
     try:
-        latencies = single_latency(url, args.model_name, bodies, args.requests)
-        concurrent = []
-        for size in args.examples_per_request:
-            sized = [json.dumps(client.raw_request(rows[i:i + size], TYPES)).encode()
-                     for i in range(0, len(rows) - size, size)]
-            calls_before = model_calls(url)
-            requests_per_s, errors = throughput(url, args.model_name, sized, args.concurrency,
-                                                args.seconds)
-            calls = model_calls(url) - calls_before
-            examples = requests_per_s * args.seconds * size
-            concurrent.append({"examples_per_request": size, "clients": args.concurrency,
-                               "seconds": args.seconds, "requests_per_s": requests_per_s,
-                               "examples_per_s": requests_per_s * size, "errors": errors,
-                               "examples_per_model_call": examples / calls if calls else None})
-        rss_mb, peak_mb = memory_mb(process.pid)
+        server = LocalServer(serving_dir, args.model_name, log_path, startup_timeout_s=300,
+                             extra_args=args.server_arg).start()
+    except ServingRuntimeError as e:
+        raise SystemExit(str(e)) from e
+    url = server.url
+    try:
+        with TreeMemorySampler(server.process.pid) as memory:
+            latencies = single_latency(url, args.model_name, bodies, args.requests)
+            concurrent = []
+            for size in args.examples_per_request:
+                sized = [json.dumps(client.raw_request(rows[i:i + size], TYPES)).encode()
+                         for i in range(0, len(rows) - size, size)]
+                calls_before = model_calls(url)
+                requests_per_s, errors = throughput(url, args.model_name, sized, args.concurrency,
+                                                    args.seconds)
+                calls = model_calls(url) - calls_before
+                examples = requests_per_s * args.seconds * size
+                concurrent.append({"examples_per_request": size, "clients": args.concurrency,
+                                   "seconds": args.seconds, "requests_per_s": requests_per_s,
+                                   "examples_per_s": requests_per_s * size, "errors": errors,
+                                   "examples_per_model_call": examples / calls if calls else None})
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        server.stop()
+    rss_mb, peak_mb = memory.samples[-1][1] / 2**20, memory.peak_mb()  # at the end; peak while measured
     local_latencies, local_examples_per_s = in_process(model_dir, rows, args.requests)
 
     results = {
@@ -258,7 +228,7 @@ def main():
                       f"({run['examples_per_model_call'] or 0:.1f} per model call)",
                       f"{local_examples_per_s:,.0f} examples/s (batches of 128)",
                       f">= {GOAL_EXAMPLES_PER_S:,} examples/s")
-    table.add_row("server memory", f"{rss_mb:,.0f} MB RSS (peak {peak_mb:,.0f} MB)", "", "")
+    table.add_row("server memory", f"{rss_mb:,.0f} MB RSS (peak {peak_mb:,.0f} MB while measured)", "", "")
     Console().print(table)
     print(f"Wrote {os.path.join(RESULTS, 'serving.json')}")
 

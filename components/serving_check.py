@@ -24,6 +24,7 @@ from tfx.types.standard_artifacts import Examples, InfraBlessing, Model, ModelBl
 from tfx.utils import io_utils, path_utils
 
 from components.serving_runtime import LocalServer, ServingRuntimeError
+from models import missing_values
 
 SPLIT = "eval"
 RAW_SIGNATURE = "serving_raw"
@@ -65,7 +66,7 @@ def serving_requests(serialized: Sequence[bytes], raw_spec: Dict[str, tf.TensorS
     """The same examples as TF Serving request instances: raw features, and base64 tf.Examples.
 
     Only the columns the raw signature takes are sent (no label), as a client would. A missing value
-    is NaN / "" / -1, models/signatures.py's convention.
+    is its column's marker (models/missing_values.py).
     """
     raw_instances, b64_instances = [], []
     for record in serialized:
@@ -74,12 +75,12 @@ def serving_requests(serialized: Sequence[bytes], raw_spec: Dict[str, tf.TensorS
         instance = {}
         for column, spec in raw_spec.items():
             value = _first_value(feature[column]) if column in feature else None
-            if spec.dtype == tf.string:
-                instance[column] = "" if value is None else value.decode("utf-8")
-            elif spec.dtype.is_floating:
-                instance[column] = math.nan if value is None else float(value)
+            if value is None:
+                instance[column] = missing_values.marker(spec.dtype)
+            elif spec.dtype == tf.string:
+                instance[column] = value.decode("utf-8")
             else:
-                instance[column] = -1 if value is None else int(value)
+                instance[column] = float(value) if spec.dtype.is_floating else int(value)
         raw_instances.append(instance)
         for column in set(feature) - set(raw_spec):
             del feature[column]

@@ -1,7 +1,8 @@
 """The project's serving runtime (`python -m pipeline serve`) as a local subprocess, and REST calls to it.
 
 Used by the serving check (components/serving_check.py) to serve a candidate model exactly as it will be
-served after the push: same server, same REST API (TF Serving's), same model directory layout.
+served after the push: same server, same REST API (TF Serving's), same model directory layout. The
+serving tests and bench/serving_latency.py start their servers with it too.
 """
 import ctypes
 import json
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import requests
 
@@ -21,11 +22,16 @@ class ServingRuntimeError(RuntimeError):
     """The server did not start, did not load the model, or did not answer a request."""
 
 
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> List[int]:
+    """`count` distinct ports that were free a moment ago on 127.0.0.1 (the OS picks them)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:  # all bound at once, so the OS cannot hand out one port twice
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _die_with_parent() -> None:
@@ -37,34 +43,48 @@ def _die_with_parent() -> None:
 
 
 class LocalServer:
-    """`python -m pipeline serve` on a free 127.0.0.1 port, REST only; a context manager.
+    """`python -m pipeline serve` on free 127.0.0.1 ports (REST; gRPC too with `grpc`); a context manager.
 
-    Entering waits until `model_name` is AVAILABLE (TF Serving's version status) and raises
-    ServingRuntimeError with the server's stderr tail if it exits, reports a load error or times out.
+    Starting waits until `model_name` is AVAILABLE (TF Serving's version status) and raises
+    ServingRuntimeError with the server's output tail if it exits, reports a load error or times out.
+    `extra_args` are more `serve` flags; `env` replaces the inherited environment.
     """
 
     def __init__(self, serving_dir: str, model_name: str, log_path: str,
-                 startup_timeout_s: float = 120.0):
+                 startup_timeout_s: float = 120.0, grpc: bool = False, extra_args: Sequence[str] = (),
+                 env: Optional[Mapping[str, str]] = None):
         self.serving_dir = serving_dir
         self.model_name = model_name
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
-        self.port = 0
-        self._process: Optional[subprocess.Popen] = None
+        self.grpc = grpc
+        self.extra_args = tuple(extra_args)
+        self.env = env
+        self.rest_port = self.grpc_port = 0
+        self.command: List[str] = []
+        self.process: Optional[subprocess.Popen] = None
         self._session = requests.Session()  # keep-alive: latency is the server's, not TCP set-up
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/models/{self.model_name}"
+        """The server's REST address, as `pipeline predict --url` takes it."""
+        return f"http://127.0.0.1:{self.rest_port}"
 
-    def __enter__(self) -> "LocalServer":
-        self.port = free_port()
-        command = [sys.executable, "-m", "pipeline", "serve", "--serving-dir", self.serving_dir,
-                   "--model-name", self.model_name, "--host", "127.0.0.1",
-                   "--rest-port", str(self.port), "--grpc-port", "0"]
+    @property
+    def model_url(self) -> str:
+        return f"{self.url}/v1/models/{self.model_name}"
+
+    def start(self) -> "LocalServer":
+        ports = free_ports(2 if self.grpc else 1)
+        self.rest_port, self.grpc_port = ports[0], (ports[1] if self.grpc else 0)
+        self.command = [sys.executable, "-m", "pipeline", "serve", "--serving-dir", self.serving_dir,
+                        "--model-name", self.model_name, "--host", "127.0.0.1",
+                        "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port),
+                        *self.extra_args]
         with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(  # pylint: disable=consider-using-with
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=None if self.env is None else dict(self.env),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         try:
             self._wait_until_available()
@@ -73,41 +93,53 @@ class LocalServer:
             raise
         return self
 
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def stop(self) -> None:
+    def stop(self) -> Optional[int]:
+        """Stops the server (SIGTERM, then SIGKILL after 15 s); returns its exit code."""
         self._session.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
             try:
-                self._process.wait(timeout=15)
+                self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
 
-    def log_tail(self) -> str:
+    def log(self) -> str:
+        """Everything the server has printed so far."""
         try:
             with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
+                return f.read()
         except OSError:
-            return "(no server log)"
+            return ""
+
+    def log_tail(self) -> str:
+        lines = self.log().splitlines()
         return "\n".join(lines[-STDERR_TAIL_LINES:]) or "(the server printed nothing)"
 
     def _fail(self, what: str) -> ServingRuntimeError:
+        command = " ".join(["python"] + self.command[1:])
         return ServingRuntimeError(
-            f"{what}\nServer command: python -m pipeline serve --serving-dir {self.serving_dir} "
-            f"--rest-port {self.port}\nLast lines of its output ({self.log_path}):\n{self.log_tail()}")
+            f"{what}\nServer command: {command}\nLast lines of its output ({self.log_path}):\n"
+            f"{self.log_tail()}")
 
     def _wait_until_available(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
-            code = self._process.poll()
+            code = self.process.poll()
             if code is not None:
                 raise self._fail(f"The model server exited with code {code} before serving "
                                  f"'{self.model_name}'.")
             try:
-                reply = self._session.get(self.url, timeout=5)
+                reply = self._session.get(self.model_url, timeout=5)
                 statuses = reply.json().get("model_version_status", []) if reply.ok else []
             except (requests.RequestException, ValueError):
                 statuses = []  # not listening yet
@@ -132,10 +164,10 @@ class LocalServer:
         data = json.dumps(body, allow_nan=True).encode()
         started = time.perf_counter()
         try:
-            reply = self._session.post(self.url + ":predict", data=data, timeout=60,
+            reply = self._session.post(self.model_url + ":predict", data=data, timeout=60,
                                        headers={"Content-Type": "application/json"})
         except requests.RequestException as e:
-            raise self._fail(f"A {signature_name} request to {self.url}:predict failed: {e}") from e
+            raise self._fail(f"A {signature_name} request to {self.model_url}:predict failed: {e}") from e
         seconds = time.perf_counter() - started
         if not reply.ok:
             raise ServingRuntimeError(

@@ -3,7 +3,7 @@
 - `serving_default`: serialized tf.Examples (raw features, no label) -> the task's outputs
   (models/tasks.py; binary: `probability`).
 - `serving_raw`: one tensor per raw column (for JSON clients) -> the same outputs. A missing value
-  is NaN for a float column, "" for a string column and -1 for an integer column.
+  is its column's marker (models/missing_values.py: NaN, "", or exactly -2**31 for an integer).
 - `transform_features`: serialized tf.Examples with the label -> transformed features (used by TFMA).
 """
 from typing import Dict
@@ -11,6 +11,7 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from models import missing_values
 from models.spec import DatasetSpec
 
 
@@ -21,19 +22,11 @@ def serving_feature_spec(tf_transform_output: tft.TFTransformOutput,
     return {column: raw[column] for column in spec.serving_columns}
 
 
-def _missing_mask(value: tf.Tensor) -> tf.Tensor:
-    if value.dtype == tf.string:
-        return tf.equal(value, "")
-    if value.dtype.is_floating:
-        return tf.math.is_nan(value)
-    return value < 0
-
-
 def _as_raw_input(value: tf.Tensor, spec) -> tf.Tensor:
     """A dense rank-1 column to the form the Transform graph parses it into."""
     if not isinstance(spec, tf.io.VarLenFeature):
         return tf.reshape(value, [-1, 1])
-    present = tf.logical_not(_missing_mask(value))
+    present = tf.logical_not(missing_values.missing_mask(value))
     rows = tf.where(present)
     return tf.SparseTensor(indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
                            values=tf.boolean_mask(value, present),

@@ -1,11 +1,11 @@
-"""Real pieces for the serving tests: a SavedModel built the way the Trainer exports it, and a
-`python -m pipeline serve` subprocess on free 127.0.0.1 ports."""
+"""Real pieces for the serving tests: a SavedModel built the way the Trainer exports it, a
+`python -m pipeline serve` subprocess on free 127.0.0.1 ports, concurrent requests and its metrics."""
+import concurrent.futures
+import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
+import threading
 import time
 
 import httpx
@@ -14,12 +14,14 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+from prometheus_client.parser import text_string_to_metric_families
 from tfx.utils import io_utils
 
-from models import preprocessing
+from components.serving_runtime import LocalServer
+from models import preprocessing, raw_examples
 from models.model import build_model
 from models.signatures import make_signatures
-from tests.conftest import TAXI_SPEC
+from tests.conftest import TAXI_SPEC, cli_env
 
 MODEL_NAME = TAXI_SPEC.label.name
 
@@ -54,55 +56,55 @@ def build_saved_model(path, rows, seed=0, spec=TAXI_SPEC):
     return path
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def in_process_predictions(model, rows):
+    """What a loaded SavedModel itself answers on serving_default for CSV rows (empty cells absent)."""
+    types = raw_examples.column_types(TAXI_SPEC.schema_path, "SERVING")
+    examples = tf.constant(raw_examples.to_tf_examples(rows, types))
+    return model.signatures["serving_default"](examples=examples)["probability"].numpy()
 
 
-class ServerProcess:
-    """`python -m pipeline serve` in a subprocess, as a user (or the serving check) starts it."""
+@contextlib.contextmanager
+def serving(serving_dir, *extra_args, grpc=True):
+    """`python -m pipeline serve` as a user starts it (the project sets Keras 2 itself), REST and gRPC on
+    free ports; yields the LocalServer once MODEL_NAME is AVAILABLE and checks it exits cleanly."""
+    log_path = os.path.join(tempfile.mkdtemp(prefix="serve_log_"), "server.log")
+    server = LocalServer(str(serving_dir), MODEL_NAME, log_path, startup_timeout_s=180, grpc=grpc,
+                         extra_args=extra_args, env=cli_env()).start()
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0, server.log()
 
-    def __init__(self, serving_dir, *extra_args, log_path=None):
-        self.rest_port, self.grpc_port = free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.rest_port}"
-        self.log_path = log_path or os.path.join(tempfile.mkdtemp(prefix="serve_log_"), "server.log")
-        self._log = open(self.log_path, "w", encoding="utf-8")  # pylint: disable=consider-using-with
-        env = dict(os.environ)
-        env.pop("TF_USE_LEGACY_KERAS", None)  # the project must set it itself
-        self.process = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "pipeline", "serve", "--serving-dir", str(serving_dir),
-             "--rest-port", str(self.rest_port), "--grpc-port", str(self.grpc_port), *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
-    def log(self):
-        with open(self.log_path, encoding="utf-8") as f:
-            return f.read()
+def send_together(url, path, bodies):
+    """POSTs every body at once, one connected client each, released together by a barrier.
 
-    def wait_until_available(self, model_name=MODEL_NAME, timeout=180):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                status = httpx.get(f"{self.url}/v1/models/{model_name}", timeout=2).json()
-                if any(s["state"] == "AVAILABLE" for s in status.get("model_version_status", [])):
-                    return status
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{model_name} not AVAILABLE after {timeout} s:\n{self.log()}")
+    A new client per request spends milliseconds of GIL-held set-up each, which spreads the requests
+    out across several batch windows on a busy 2-core machine.
+    """
+    clients = [httpx.Client(base_url=url, timeout=60) for _ in bodies]
+    barrier = threading.Barrier(len(bodies))
 
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
+    def send(i):
+        barrier.wait()
+        return clients[i].post(path, content=bodies[i])
+
+    try:
+        for each in clients:
+            each.get("/monitoring/prometheus/metrics").raise_for_status()  # connect before the barrier
+        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+            return list(pool.map(send, range(len(bodies))))
+    finally:
+        for each in clients:
+            each.close()
+
+
+def metric(url, sample_name, **labels):
+    """The sum of the server's Prometheus samples named `sample_name` whose labels include `labels`."""
+    text = httpx.get(f"{url}/monitoring/prometheus/metrics", timeout=30).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == sample_name and labels.items() <= sample.labels.items())
 
 
 def wait_for(condition, timeout=60, interval=0.2, what="condition"):

@@ -1,7 +1,6 @@
 """run_fn under MultiWorkerMirroredStrategy: two real worker processes on 127.0.0.1 (TF_CONFIG)."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx.utils import io_utils
 
 import models  # noqa: F401  (Keras 2 and the custom layers)
+from components.serving_runtime import free_ports
 from models import trainer
 from models.preprocessing import SPEC_KEY, transform
 from models.raw_examples import column_types, to_tf_examples
@@ -55,20 +55,10 @@ def transformed_data(tmp_path_factory, taxi_rows):
     return root, rows[::7][TRAIN_ROWS + EVAL_ROWS:][:100]
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
     root, held_out = transformed_data
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(WORKERS)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(WORKERS)]}
     serving_dir = tmp_path / "serving_model"
     custom_config = {SPEC_KEY: TAXI_SPEC.to_json(),
                      "distribution_strategy": "multi_worker_mirrored", "batch_size": 32, "epochs": 2,

@@ -13,7 +13,10 @@ import models  # noqa: F401  (Keras 2 and the custom layers, for load_model)
 from models.raw_examples import column_types, to_tf_examples
 from tests.conftest import TAXI_SPEC
 from pipeline.run_summary import summarize
+from pipeline.serving import client
 from tests.conftest import run_cli, write_csv
+
+TYPES = client.serving_column_types(TAXI_SPEC)
 
 pytestmark = pytest.mark.slow
 
@@ -78,15 +81,8 @@ def test_raw_feature_signature_agrees_with_tf_example_signature(pushed, held_out
     model = tf.saved_model.load(pushed)
     rows = held_out[:200]
     spec = model.signatures["serving_raw"].structured_input_signature[1]
-    raw = {}
-    for column, tensor_spec in spec.items():
-        values = [r[column] for r in rows]
-        if tensor_spec.dtype == tf.string:
-            raw[column] = tf.constant(values)
-        elif tensor_spec.dtype.is_floating:
-            raw[column] = tf.constant([float(v) if v else np.nan for v in values], tensor_spec.dtype)
-        else:
-            raw[column] = tf.constant([int(float(v)) if v else -1 for v in values], tensor_spec.dtype)
+    instances = client.raw_request(rows, TYPES)["instances"]  # empty cells as the missing-value markers
+    raw = {column: tf.constant([i[column] for i in instances], s.dtype) for column, s in spec.items()}
     from_raw = model.signatures["serving_raw"](**raw)["probability"].numpy()
     examples = tf.constant(to_tf_examples(rows, column_types(TAXI_SPEC.schema_path, "SERVING")))
     from_examples = model.signatures["serving_default"](examples=examples)[

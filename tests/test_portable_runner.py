@@ -14,17 +14,12 @@ import time
 
 import pytest
 
+from components.serving_runtime import free_ports
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
 VENV_BIN = os.path.dirname(sys.executable)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(module_args, cwd, log_path):
@@ -61,7 +56,7 @@ def beam_services(tmp_path):
     job_log, pool_log = tmp_path / "job_service.log", tmp_path / "worker_pool.log"
     pool_dir = tmp_path / "worker_pool"
     pool_dir.mkdir()
-    pool_port = _free_port()
+    (pool_port,) = free_ports(1)
     job_service = _start(["apache_beam.runners.portability.local_job_service_main", "--port=0",
                           f"--port_file={port_file}"], tmp_path, job_log)
     worker_pool = _start(["apache_beam.runners.worker.worker_pool_main",

@@ -1,29 +1,28 @@
 """`python -m pipeline serve` on a real SavedModel, over real REST and gRPC on 127.0.0.1: TF Serving's
-request/response shapes, predictions equal to the in-process signature call, batching, bad requests,
-and the `predict` client CLI. One server for the whole module."""
+request/response shapes, predictions equal to the in-process signature call, missing values, batching,
+bad requests, and the `predict` client CLI. One server for the whole module."""
 import base64
-import concurrent.futures
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import grpc
 import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
-from prometheus_client.parser import text_string_to_metric_families
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+                                     regression_pb2)
 
 from models import raw_examples
+from models.missing_values import MISSING_INT
 from pipeline.serving import client
+from tests.serving_helpers import MODEL_NAME, in_process_predictions, metric, send_together, serving
 from tests.conftest import TAXI_SPEC
-from tests.serving_helpers import MODEL_NAME, ServerProcess
 
 TYPES = client.serving_column_types(TAXI_SPEC)
 
@@ -38,12 +37,8 @@ def server(tmp_path_factory, saved_model_dir):
     shutil.copytree(saved_model_dir, serving_dir / MODEL_NAME / str(VERSION))
     # A small request limit for the oversize test; a batch timeout so concurrent requests reliably
     # meet in one batch on a loaded 2-core machine.
-    process = ServerProcess(serving_dir, "--max-request-bytes", "200000", "--batch-timeout-ms", "20")
-    try:
-        process.wait_until_available()
+    with serving(serving_dir, "--max-request-bytes", "200000", "--batch-timeout-ms", "20") as process:
         yield process
-    finally:
-        assert process.stop() == 0, process.log()
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +48,14 @@ def rows(taxi_rows):
 
 
 @pytest.fixture(scope="module")
-def expected(saved_model_dir, rows):
+def model(saved_model_dir):
+    return tf.saved_model.load(saved_model_dir)
+
+
+@pytest.fixture(scope="module")
+def expected(model, rows):
     """In-process predictions of the same SavedModel (serving_default on tf.Examples)."""
-    model = tf.saved_model.load(saved_model_dir)
-    types = raw_examples.column_types(TAXI_SPEC.schema_path, "SERVING")
-    examples = tf.constant(raw_examples.to_tf_examples(rows, types))
-    return model.signatures["serving_default"](examples=examples)["probability"].numpy()
+    return in_process_predictions(model, rows)
 
 
 def post(server, path, body, **kwargs):
@@ -74,7 +71,13 @@ def assert_error(response, status, *fragments):
     return message
 
 
-# --- REST: status, metadata, predict, classify ------------------------------------------------------
+def json_examples(rows):
+    """Rows as :classify/:regress examples: typed JSON values, empty cells left out (missing)."""
+    types = client.serving_column_types()
+    return [{c: v for c, v in client.raw_instance(row, types).items() if row[c] != ""} for row in rows]
+
+
+# --- REST: status, metadata, predict, classify, regress ------------------------------------------
 def test_model_status_has_tf_servings_shape(server):
     status = httpx.get(f"{server.url}/v1/models/{MODEL_NAME}").json()
     assert status == {"model_version_status": [{"version": str(VERSION), "state": "AVAILABLE",
@@ -127,7 +130,7 @@ def test_missing_values_use_the_signatures_markers(server, rows):
     row = dict(rows[0], company="", pickup_latitude="", trip_seconds="")
     instance = client.raw_request([row], TYPES)["instances"][0]
     assert instance["company"] == "" and math.isnan(instance["pickup_latitude"])
-    assert instance["trip_seconds"] == -1
+    assert instance["trip_seconds"] == MISSING_INT
     # NaN travels as a bare NaN token, which TF Serving's parser accepts too.
     response = post(server, f"{MODEL_NAME}:predict", json.dumps(
         {"signature_name": "serving_raw", "instances": [instance]}))
@@ -136,56 +139,56 @@ def test_missing_values_use_the_signatures_markers(server, rows):
     assert from_raw == pytest.approx(from_b64, abs=TOLERANCE)
 
 
+def test_negative_integers_are_values_only_the_marker_or_null_is_missing(server, model, rows):
+    """trip_seconds (an optional integer column): -5 is a value (clipped to 0 s by preprocessing), the
+    marker and null are missing (the training mean is imputed), exactly as in a tf.Example that has
+    the value or leaves the feature out."""
+    with_value, without = dict(rows[0], trip_seconds="-5"), dict(rows[0], trip_seconds="")
+    instance = client.raw_request([with_value], TYPES)["instances"][0]
+    assert instance["trip_seconds"] == -5
+    body = {"signature_name": "serving_raw", "instances": [
+        instance, dict(instance, trip_seconds=MISSING_INT), dict(instance, trip_seconds=None)]}
+    response = post(server, f"{MODEL_NAME}:predict", body)
+    assert response.status_code == 200, response.text
+    negative, marker, null = response.json()["predictions"]
+    from_value, from_absent = in_process_predictions(model, [with_value, without])
+    assert abs(from_value - from_absent) > 1e-4  # the two cases are told apart by the model
+    assert negative == pytest.approx(from_value, abs=TOLERANCE)
+    assert marker == pytest.approx(from_absent, abs=TOLERANCE)
+    assert null == pytest.approx(from_absent, abs=TOLERANCE)
+
+
 def test_classify_returns_class_scores_per_example(server, rows, expected):
-    examples = [{k: v for k, v in client.raw_request([r], TYPES)["instances"][0].items()
-                 if v not in ("", -1) and not (isinstance(v, float) and math.isnan(v))} for r in rows[:4]]
-    response = post(server, f"{MODEL_NAME}:classify", {"examples": examples})
+    response = post(server, f"{MODEL_NAME}:classify", {"examples": json_examples(rows[:4])})
     results = response.json()["results"]
     assert len(results) == 4
     for result, p in zip(results, expected[:4]):
         assert [label for label, _ in result] == ["0", "1"]
         assert result[1][1] == pytest.approx(p, abs=TOLERANCE)
-        assert result[0][1] + result[1][1] == pytest.approx(1.0, abs=1e-6)
+        assert result[0][1] == pytest.approx(1.0 - p, abs=TOLERANCE)
 
 
-# --- Batching -----------------------------------------------------------------------------------
-def _counter(server, name, signature):
-    text = httpx.get(f"{server.url}/monitoring/prometheus/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels.get("signature") == signature:
-                return sample.value
-    return 0.0
+def test_regress_returns_one_value_per_example(server, rows, expected):
+    body = {"examples": json_examples(rows[:6])}
+    response = post(server, f"{MODEL_NAME}/versions/{VERSION}:regress", body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == 6 and all(isinstance(v, float) for v in results)
+    np.testing.assert_allclose(results, expected[:6], atol=TOLERANCE)
 
 
+# --- Batching (its flags: tests/test_serving_batching.py) ---------------------------------------
 def test_concurrent_requests_share_model_calls(server, rows, expected):
-    calls_before = _counter(server, "serving_model_calls_total", "serving_raw")
-    examples_before = _counter(server, "serving_examples_total", "serving_raw")
+    calls_before = metric(server.url, "serving_model_calls_total", signature="serving_raw")
+    examples_before = metric(server.url, "serving_examples_total", signature="serving_raw")
     bodies = [json.dumps(client.raw_request([row], TYPES)) for row in rows[:32]]
-    # One connected client per request and a barrier, so the requests reach the server together. A new
-    # client per request spends milliseconds of GIL-held set-up each, which spread 32 of them out
-    # across several batch windows on a busy 2-core machine.
-    clients = [httpx.Client(base_url=server.url, timeout=60) for _ in bodies]
-    barrier = threading.Barrier(len(bodies))
-
-    def send(i):
-        barrier.wait()
-        return clients[i].post(f"/v1/models/{MODEL_NAME}:predict", content=bodies[i])
-
-    try:
-        for each in clients:
-            each.get(f"/v1/models/{MODEL_NAME}").raise_for_status()  # connect before the barrier
-        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-            responses = list(pool.map(send, range(len(bodies))))
-    finally:
-        for each in clients:
-            each.close()
+    responses = send_together(server.url, f"/v1/models/{MODEL_NAME}:predict", bodies)
     predictions = [r.json()["predictions"][0] for r in responses]
     # Each request still gets its own row back, as the row alone would be answered: batching must not
     # move a value to another bucket (it did, through TF's vectorised log1p; models/preprocessing.py).
     np.testing.assert_allclose(predictions, expected[:32], atol=TOLERANCE)
-    calls = _counter(server, "serving_model_calls_total", "serving_raw") - calls_before
-    examples = _counter(server, "serving_examples_total", "serving_raw") - examples_before
+    calls = metric(server.url, "serving_model_calls_total", signature="serving_raw") - calls_before
+    examples = metric(server.url, "serving_examples_total", signature="serving_raw") - examples_before
     assert examples == 32
     assert calls < 32 / 2, f"{calls} model calls for 32 concurrent requests"
 
@@ -222,11 +225,14 @@ def test_missing_extra_and_wrongly_typed_features(server, one_instance):
     assert_error(raw(dict(one_instance, fare="twelve")), 400, "fare", "twelve", "float")
     assert_error(raw(dict(one_instance, trip_start_hour=19.5)), 400, "trip_start_hour", "int64")
     assert_error(raw(dict(one_instance, payment_type=3)), 400, "payment_type", "string")
-    assert_error(raw(dict(one_instance, fare=None)), 400, "fare", "null")
     assert_error(raw(dict(one_instance, fare=[1.0, 2.0])), 400, "fare", "shape")
     columns = {k: [v] for k, v in missing.items()}
     assert_error(post(server, f"{MODEL_NAME}:predict", {"signature_name": "serving_raw", "inputs": columns}),
                  400, "Missing named input: fare")
+    # null is a missing value only as an item of the batch, not in place of the whole column.
+    assert_error(post(server, f"{MODEL_NAME}:predict", {"signature_name": "serving_raw",
+                                                         "inputs": dict(columns, fare=None)}),
+                 400, "fare", "null")
 
 
 def test_structural_mistakes(server, one_instance):
@@ -275,6 +281,43 @@ def test_grpc_predict_matches_rest(channel, rows, expected):
     assert response.model_spec.version.value == VERSION
     probabilities = tf.make_ndarray(response.outputs["probability"])
     np.testing.assert_allclose(probabilities, expected, atol=TOLERANCE)
+
+
+def _tf_examples(rows):
+    serialized = raw_examples.to_tf_examples(rows, client.serving_column_types())
+    return [tf.train.Example.FromString(e) for e in serialized]
+
+
+def test_grpc_classify_scores_both_classes(channel, rows, expected):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = MODEL_NAME
+    request.input.example_list.examples.extend(_tf_examples(rows[:8]))
+    response = stub.Classify(request, timeout=60)
+    assert (response.model_spec.version.value, response.model_spec.signature_name) == (
+        VERSION, "serving_default")
+    classifications = response.result.classifications
+    assert len(classifications) == 8
+    for classification, p in zip(classifications, expected[:8]):
+        assert [c.label for c in classification.classes] == ["0", "1"]
+        assert classification.classes[1].score == pytest.approx(p, abs=TOLERANCE)
+        assert classification.classes[0].score == pytest.approx(1.0 - p, abs=TOLERANCE)
+
+
+def test_grpc_regress_merges_the_context_into_each_example(channel, model, rows):
+    """Every example without payment_type, the context holding it: answered as if each had it."""
+    shared = {"payment_type": "Cash"}
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = MODEL_NAME
+    request.model_spec.signature_name = "serving_default"
+    with_context = request.input.example_list_with_context
+    with_context.examples.extend(_tf_examples([dict(r, payment_type="") for r in rows[:6]]))
+    with_context.context.CopyFrom(_tf_examples([shared])[0])
+    response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Regress(request, timeout=60)
+    values = [r.value for r in response.result.regressions]
+    assert any(r["payment_type"] != "Cash" for r in rows[:6])  # the context changes some rows
+    expected = in_process_predictions(model, [dict(r, **shared) for r in rows[:6]])
+    np.testing.assert_allclose(values, expected, atol=TOLERANCE)
 
 
 def test_grpc_metadata_and_status(channel):

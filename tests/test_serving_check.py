@@ -20,6 +20,7 @@ from components.serving_check import (EXAMPLES_SIGNATURE, RAW_SIGNATURE, SKIPPED
                                       check_model, eval_examples, in_process_predictions, probe,
                                       raw_input_spec, run_check, serving_requests, verdict)
 from components.serving_runtime import LocalServer, ServingRuntimeError
+from models.missing_values import MISSING_INT
 from models.raw_examples import column_types, to_tf_examples
 from tests.conftest import TAXI_SPEC
 
@@ -73,7 +74,11 @@ def test_requests_carry_the_serving_columns_with_missing_markers(serialized, eva
             assert instance["dropoff_latitude"] == pytest.approx(float(row["dropoff_latitude"]))
         else:
             assert math.isnan(instance["dropoff_latitude"])
-    assert any(row["company"] == "" for row in eval_rows)  # the sample exercises the missing marker
+        area = row["dropoff_community_area"]
+        assert instance["dropoff_community_area"] == (int(area) if area else MISSING_INT)
+    # The sample exercises the string and integer missing markers.
+    assert any(row["company"] == "" for row in eval_rows)
+    assert any(row["dropoff_community_area"] == "" for row in eval_rows)
     # The base64 tf.Examples hold the same values, without the label's source (tips).
     example = tf.train.Example.FromString(base64.b64decode(b64[0]["b64"]))
     assert "tips" not in example.features.feature

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from pipeline.serving import client
+from tests.serving_helpers import MODEL_NAME, serving, wait_for
 from tests.conftest import TAXI_SPEC
-from tests.serving_helpers import MODEL_NAME, ServerProcess, wait_for
 
 TYPES = client.serving_column_types(TAXI_SPEC)
 
@@ -36,11 +36,9 @@ def predict(server, body, version=None):
 def test_new_broken_fixed_and_removed_versions(tmp_path, saved_model_dir, taxi_rows):
     model_dir = tmp_path / "serving" / MODEL_NAME
     shutil.copytree(saved_model_dir, model_dir / "1")
-    server = ServerProcess(tmp_path / "serving", "--poll-seconds", "0.2", "--grpc-port", "0")
     _, rows = taxi_rows
     body = client.raw_request(rows[:3], TYPES)
-    try:
-        server.wait_until_available()
+    with serving(tmp_path / "serving", "--poll-seconds", "0.2", grpc=False) as server:
         assert latest_version(server) == 1
 
         # A new version copied in place, file by file (a non-atomic push): served once complete.
@@ -76,5 +74,3 @@ def test_new_broken_fixed_and_removed_versions(tmp_path, saved_model_dir, taxi_r
         wait_for(lambda: status_of(server)[3]["state"] == "END", what="version 3 to be unloaded")
         assert latest_version(server) == 2
         assert predict(server, body).json() == first
-    finally:
-        assert server.stop() == 0, server.log()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models.missing_values import MISSING_INT
 from pipeline.serving import tensors
 from pipeline.serving.servable import InputSpec, Signature
 
@@ -43,12 +44,25 @@ def test_nan_is_a_float_value():
     assert math.isnan(tensors.predict_inputs(doc, RAW).tensors["fare"][0])
 
 
+def test_null_is_the_inputs_missing_marker():
+    rows = tensors.predict_inputs({"instances": [{"fare": None, "hour": None, "payment": None}]}, RAW)
+    columns = tensors.predict_inputs({"inputs": {"fare": [None], "hour": [None], "payment": [None]}}, RAW)
+    for parsed in (rows, columns):
+        assert math.isnan(parsed.tensors["fare"][0])
+        assert parsed.tensors["hour"].tolist() == [MISSING_INT] and parsed.tensors["hour"].dtype == np.int64
+        assert list(parsed.tensors["payment"]) == [b""]
+    # Only an item of a batch can be missing, and a bool has no marker.
+    with pytest.raises(tensors.RequestError, match="'inputs' key: fare.*null means missing only"):
+        tensors.predict_inputs({"inputs": {"fare": None, "hour": [1], "payment": ["x"]}}, RAW)
+    with pytest.raises(tensors.RequestError, match="expected type: bool.*null means missing only"):
+        tensors.predict_inputs({"instances": [None]}, signature(flag=(tf.bool, ())))
+
+
 @pytest.mark.parametrize("instance, fragments", [
     ({"fare": "1", "hour": 1, "payment": "x"}, ("element: 0", "'instances' key: fare", "float")),
     ({"fare": 1.0, "hour": 1.5, "payment": "x"}, ("hour", "int64", "whole number")),
     ({"fare": 1.0, "hour": True, "payment": "x"}, ("hour", "int64")),
     ({"fare": 1.0, "hour": 1, "payment": 7}, ("payment", "string")),
-    ({"fare": None, "hour": 1, "payment": "x"}, ("fare", "null")),
     ({"fare": 1.0, "payment": "x"}, ("missing hour",)),
     ({"fare": 1.0, "hour": 1, "payment": "x", "tips": 2.0}, ("unexpected tips",)),
     ({"fare": [1.0], "hour": 1, "payment": "x"}, ("fare", "shape")),

@@ -3,27 +3,28 @@ TF Serving ones, so the same code works against this project's server and real T
 
 Two request formats, one per exported signature (models/signatures.py):
 - "raw": `{"signature_name": "serving_raw", "instances": [{column: value, ...}]}`, one typed value per
-  serving column; a missing value is the signature's marker (NaN float, "" string, -1 integer).
+  serving column; a missing value (an empty CSV cell, a null) is sent as the column's marker
+  (models/missing_values.py), which TF Serving accepts too.
 - "b64": `{"instances": [{"b64": <serialized tf.Example>}]}` for `serving_default`; the tf.Examples
   come from models/raw_examples.py, typed by the curated schema.
 """
 import base64
 import csv
 import json
-import math
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import httpx
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from models import raw_examples
+from models import missing_values, raw_examples
 from models.spec import DatasetSpec
 
 RAW_SIGNATURE = "serving_raw"
 SERVING_ENVIRONMENT = "SERVING"
 FORMATS = ("raw", "b64")
-_MISSING = {schema_pb2.FLOAT: math.nan, schema_pb2.BYTES: "", schema_pb2.INT: -1}
+_MISSING = {schema_pb2.FLOAT: missing_values.MISSING_FLOAT, schema_pb2.INT: missing_values.MISSING_INT,
+            schema_pb2.BYTES: missing_values.MISSING_STRING}
 
 
 class ClientError(RuntimeError):
@@ -65,10 +66,6 @@ def read_rows(path: str) -> List[Dict[str, Any]]:
     return rows
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
-
-
 def raw_instance(row: Mapping[str, Any], types: Mapping[str, int], where: str = "row") -> Dict[str, Any]:
     """One row to typed serving_raw inputs; every serving column present, missing ones as markers."""
     absent = [c for c in types if c not in row]
@@ -78,7 +75,7 @@ def raw_instance(row: Mapping[str, Any], types: Mapping[str, int], where: str = 
     instance = {}
     for column, kind in types.items():
         value = row[column]
-        if _is_missing(value):
+        if missing_values.is_blank(value):
             instance[column] = _MISSING[kind]
             continue
         try:
@@ -104,7 +101,7 @@ def raw_request(rows: Sequence[Mapping[str, Any]], types: Mapping[str, int]) -> 
 
 def b64_request(rows: Sequence[Mapping[str, Any]], types: Mapping[str, int]) -> dict:
     """serving_default request: each row as a base64 serialized tf.Example."""
-    as_text = [{c: "" if _is_missing(r.get(c)) else str(r[c]) for c in types} for r in rows]
+    as_text = [{c: "" if missing_values.is_blank(r.get(c)) else str(r[c]) for c in types} for r in rows]
     for i, row in enumerate(as_text):  # the same checks as the raw format, for the same messages
         raw_instance(row, types, f"row {i + 1}")
     return {"instances": [{"b64": base64.b64encode(e).decode()}

@@ -10,6 +10,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.python.saved_model import loader_impl, signature_constants
 
+from models import missing_values
+
 DEFAULT_SIGNATURE = signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 PREDICT_METHOD = signature_constants.PREDICT_METHOD_NAME
 
@@ -90,15 +92,16 @@ class Servable:
 
 
 def _missing_row(spec: InputSpec) -> np.ndarray:
-    """A batch of one 'missing' value: "" for strings (an empty tf.Example), NaN, or -1."""
+    """A batch of one missing value (models/missing_values.py; "" is an empty tf.Example), or of zero
+    for a type without a marker (bool, small integers)."""
     shape = (1,) + tuple(max(d, 1) for d in spec.shape)
     if spec.dtype == tf.string:
-        return np.full(shape, b"", dtype=object)
-    if spec.dtype.is_floating:
-        return np.full(shape, np.nan, dtype=spec.dtype.as_numpy_dtype)
-    if spec.dtype.is_bool:
-        return np.zeros(shape, dtype=bool)
-    return np.full(shape, -1, dtype=spec.dtype.as_numpy_dtype)
+        return np.full(shape, missing_values.MISSING_STRING.encode(), dtype=object)
+    try:
+        value = missing_values.marker(spec.dtype)
+    except ValueError:
+        value = 0
+    return np.full(shape, value, dtype=spec.dtype.as_numpy_dtype)
 
 
 def _signature_defs(path: str) -> Dict[str, meta_graph_pb2.SignatureDef]:

@@ -3,7 +3,8 @@ classify (`examples`), `{"b64": ...}` binary values, and float output written as
 
 Follows tensorflow_serving/util/json_tensor.cc: the same keys, the same strictness about types (an int64
 input takes whole JSON numbers only, a float input takes any number or NaN/Infinity), and error messages
-that start the same way, with the input name and row added so a client knows what to fix.
+that start the same way, with the input name and row added so a client knows what to fix. One addition:
+a `null` value is a missing value, read as the input's marker (models/missing_values.py).
 """
 import base64
 import binascii
@@ -16,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 import tensorflow as tf
 
+from models import missing_values
 from pipeline.serving.servable import InputSpec, Signature
 
 
@@ -142,8 +144,13 @@ def _dtype_string(spec: InputSpec) -> str:
     return spec.dtype_name[3:].lower()  # DT_FLOAT -> float, as TF Serving's DataTypeString
 
 
-def _leaf(value: Any, spec: InputSpec, where: str, row: int) -> Any:
+def _leaf(value: Any, spec: InputSpec, where: str, row: int, in_batch: bool) -> Any:
     dtype = spec.dtype
+    if value is None and in_batch:
+        try:
+            value = missing_values.marker(dtype)
+        except ValueError:
+            pass  # no marker for this type (bool): the error below names the input
     if dtype == tf.string:
         if isinstance(value, str):
             return value.encode()
@@ -163,7 +170,7 @@ def _leaf(value: Any, spec: InputSpec, where: str, row: int) -> Any:
             return value
     hint = ""
     if value is None:
-        hint = " (null is not a value; send the signature's missing marker, e.g. NaN, \"\" or -1)"
+        hint = " (null means missing only for a float, string, int32 or int64 item of a batch)"
     elif dtype.is_integer and isinstance(value, float):
         hint = " (a whole number without a decimal point is needed)"
     raise RequestError(f"Failed to process element: {row} of {where}. Error: JSON Value: {_short(value)} "
@@ -175,7 +182,7 @@ def _to_array(values: Any, spec: InputSpec, where: str) -> np.ndarray:
     def convert(value, row, depth):
         if isinstance(value, list):
             return [convert(v, row, depth + 1) for v in value]
-        return _leaf(value, spec, where, row)
+        return _leaf(value, spec, where, row, in_batch=depth > 0)
 
     if isinstance(values, list):
         converted = [convert(v, row, 1) for row, v in enumerate(values)]
