@@ -16,8 +16,11 @@ from tfx.utils import io_utils
 # Columns the schema does not know are not read by the model; the input checks warn about them.
 TOLERATED = {anomalies_pb2.AnomalyInfo.SCHEMA_NEW_COLUMN}
 
-SCHEMA_HINT = ("Fix the data, or, if the change is intended, update the curated schema "
-               "(schemas/taxi/schema.pbtxt; see the README's 'Your own data').")
+
+
+def schema_hint(schema_file: str, what: str = "the curated schema") -> str:
+    return (f"Fix the data, or, if the change is intended, update {what} ({schema_file}; see the "
+            "README's 'Your own data').")
 
 
 class DataValidationError(RuntimeError):
@@ -52,12 +55,14 @@ def describe_anomalies(anomalies_artifact) -> List[str]:
 
 
 @component
-def DataValidationGate(anomalies: InputArtifact[ExampleAnomalies],
+def DataValidationGate(anomalies: InputArtifact[ExampleAnomalies], schema_file: Parameter[str],
                        code_sha256: Parameter[str]) -> None:
-    """Raises DataValidationError listing every anomaly; passes silently on clean data."""
+    """Raises DataValidationError listing every anomaly; passes silently on clean data.
+
+    `schema_file` is named in the message: the curated schema a reviewer would edit."""
     del code_sha256  # only keys TFX's cache on this code (components/fingerprints.py)
     problems = describe_anomalies(anomalies)
     if problems:
         raise DataValidationError(
             "The input data does not match the schema:\n  - " + "\n  - ".join(problems)
-            + "\n" + SCHEMA_HINT)
+            + "\n" + schema_hint(schema_file))

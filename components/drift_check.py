@@ -16,7 +16,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleStatistics, Schema
 from tfx.utils import io_utils
 
-from components.data_gate import SCHEMA_HINT, DataValidationError, describe
+from components.data_gate import DataValidationError, describe, schema_hint
 
 SPLIT = "train"
 DRIFT_TYPES = {anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
@@ -25,12 +25,13 @@ DRIFT_TYPES = {anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
 
 @component
 def DriftCheck(statistics: InputArtifact[ExampleStatistics], schema: InputArtifact[Schema],
-               code_sha256: Parameter[str],
+               schema_file: Parameter[str], code_sha256: Parameter[str],
                previous_statistics: InputArtifact[ExampleStatistics] = None,
                accept_drift: Parameter[bool] = False) -> None:
     """Raises DataValidationError naming each drifted column; passes when there is no previous data.
 
     With `accept_drift` (a drift an operator reviewed), the drift is logged and the run goes on.
+    `schema_file` is named in the message: where the drift thresholds are reviewed and edited.
     """
     del code_sha256  # only keys TFX's cache on this code (components/fingerprints.py)
     if previous_statistics is None:
@@ -45,4 +46,4 @@ def DriftCheck(statistics: InputArtifact[ExampleStatistics], schema: InputArtifa
     elif problems:
         raise DataValidationError(
             "The data drifted from the previous run's data:\n  - " + "\n  - ".join(problems)
-            + "\n" + SCHEMA_HINT.replace("curated schema", "drift thresholds in the curated schema"))
+            + "\n" + schema_hint(schema_file, "the drift thresholds in the curated schema"))

@@ -87,6 +87,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
     data_gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
+                                   schema_file=schema_file,
                                    code_sha256=code("components.data_gate"))
 
     if kubeflow:
@@ -103,7 +104,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
                              schema=schema_gen.outputs["schema"],
                              previous_statistics=previous_statistics.outputs["statistics"],
-                             accept_drift=config.accept_drift,
+                             accept_drift=config.accept_drift, schema_file=schema_file,
                              code_sha256=code("components.drift_check"))
 
     # Training data: this run's examples, or the last `span_window` spans ingested.

@@ -49,7 +49,7 @@ def test_clean_data_passes(validate, clean_rows):
     fieldnames, rows = clean_rows
     anomalies = validate(fieldnames, {"train": rows[:600], "eval": rows[600:]})
     assert not any(_split_anomalies(anomalies, split).anomaly_info for split in ("train", "eval"))
-    run_component(DataValidationGate, {"anomalies": [anomalies]})
+    run_component(DataValidationGate, {"anomalies": [anomalies]}, schema_file=TAXI_SPEC.schema_path)
 
 
 def test_a_column_the_schema_does_not_know_is_tolerated(validate, clean_rows):
@@ -59,7 +59,7 @@ def test_a_column_the_schema_does_not_know_is_tolerated(validate, clean_rows):
     anomalies = validate(fieldnames + ["export_batch"], {"train": rows[:600], "eval": rows[600:]})
     (reason,) = _split_anomalies(anomalies, "train").anomaly_info["export_batch"].reason
     assert reason.type == anomalies_pb2.AnomalyInfo.SCHEMA_NEW_COLUMN
-    run_component(DataValidationGate, {"anomalies": [anomalies]})
+    run_component(DataValidationGate, {"anomalies": [anomalies]}, schema_file=TAXI_SPEC.schema_path)
 
 
 def test_out_of_range_values_in_one_split_block_the_run_naming_split_and_column(validate, clean_rows):
@@ -68,10 +68,10 @@ def test_out_of_range_values_in_one_split_block_the_run_naming_split_and_column(
     shifted = [dict(r, trip_start_hour=str(int(r["trip_start_hour"]) or 24)) for r in rows[600:]]
     anomalies = validate(fieldnames, {"train": rows[:600], "eval": shifted})
     with pytest.raises(DataValidationError, match=r"\[eval\] column 'trip_start_hour': Out-of-range") as error:
-        run_component(DataValidationGate, {"anomalies": [anomalies]})
+        run_component(DataValidationGate, {"anomalies": [anomalies]}, schema_file=TAXI_SPEC.schema_path)
     message = str(error.value)
     assert "[train]" not in message and len(message.splitlines()) == 3, message
-    assert "schemas/schema.pbtxt" in message  # where to fix it if the change is intended
+    assert TAXI_SPEC.schema_path in message  # where to fix it if the change is intended
 
 
 def test_a_missing_column_blocks_the_run(validate, clean_rows):
@@ -80,5 +80,5 @@ def test_a_missing_column_blocks_the_run(validate, clean_rows):
     rows = [{name: r[name] for name in without_fare} for r in rows]
     anomalies = validate(without_fare, {"train": rows[:600], "eval": rows[600:]})
     with pytest.raises(DataValidationError, match=r"\[train\] column 'fare': Column dropped") as error:
-        run_component(DataValidationGate, {"anomalies": [anomalies]})
+        run_component(DataValidationGate, {"anomalies": [anomalies]}, schema_file=TAXI_SPEC.schema_path)
     assert "[eval] column 'fare': Column dropped" in str(error.value)

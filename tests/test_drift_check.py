@@ -7,6 +7,7 @@ import pytest
 from components.data_gate import DataValidationError
 from components.drift_check import DriftCheck
 from tests.validation_helpers import curated_schema, run_component, statistics
+from tests.conftest import TAXI_SPEC
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def _check(artifacts, current, previous, accept_drift=False):
     schema, stats = artifacts
     inputs = {"statistics": [stats[current]], "schema": [schema],
               "previous_statistics": [stats[previous]] if previous else []}
-    run_component(DriftCheck, inputs, accept_drift=accept_drift)
+    run_component(DriftCheck, inputs, accept_drift=accept_drift, schema_file=TAXI_SPEC.schema_path)
 
 
 def test_newer_trips_drifted_in_miles_stop_the_run_naming_only_the_drifted_column(artifacts):
@@ -47,7 +48,7 @@ def test_newer_trips_drifted_in_miles_stop_the_run_naming_only_the_drifted_colum
     # Only drift is this check's business: the schema anomalies of the same statistics (TFDV's CSV
     # reader counts company's empty cells as absent, 34% of rows) are the validation gate's.
     assert "company" not in message and len(message.splitlines()) == 3, message
-    assert "drift thresholds in the curated schema" in message
+    assert "drift thresholds in the curated schema" in message and TAXI_SPEC.schema_path in message
 
 
 def test_a_changed_category_mix_stops_the_run_on_the_l_infinity_threshold(artifacts):

@@ -73,7 +73,7 @@ def assert_error(response, status, *fragments):
 
 def json_examples(rows):
     """Rows as :classify/:regress examples: typed JSON values, empty cells left out (missing)."""
-    types = client.serving_column_types()
+    types = TYPES
     return [{c: v for c, v in client.raw_instance(row, types).items() if row[c] != ""} for row in rows]
 
 
@@ -284,7 +284,7 @@ def test_grpc_predict_matches_rest(channel, rows, expected):
 
 
 def _tf_examples(rows):
-    serialized = raw_examples.to_tf_examples(rows, client.serving_column_types())
+    serialized = raw_examples.to_tf_examples(rows, TYPES)
     return [tf.train.Example.FromString(e) for e in serialized]
 
 

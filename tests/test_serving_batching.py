@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from pipeline.serving import client
 from tests.serving_helpers import MODEL_NAME, in_process_predictions, metric, send_together, serving
+from tests.conftest import TAXI_SPEC
+
+TYPES = client.serving_column_types(TAXI_SPEC)
 
 PREDICT = f"/v1/models/{MODEL_NAME}:predict"
 TOLERANCE = 1e-6
@@ -45,7 +48,7 @@ def small_batches(serving_dir):
 
 
 def one_row_bodies(rows):
-    return [json.dumps(client.raw_request([row])) for row in rows]
+    return [json.dumps(client.raw_request([row], TYPES)) for row in rows]
 
 
 def predictions(responses):
@@ -93,7 +96,7 @@ def test_no_model_call_exceeds_the_max_batch_size(small_batches, rows, expected)
 
 def test_a_bad_request_in_a_batch_fails_alone(small_batches, rows, expected):
     good = [json.dumps({"instances": [instance]})
-            for instance in client.b64_request(rows[:MAX_BATCH_SIZE * 2 - 1])["instances"]]
+            for instance in client.b64_request(rows[:MAX_BATCH_SIZE * 2 - 1], TYPES)["instances"]]
     garbage = base64.b64encode(b"\x00\x01 not a tf.Example").decode()
     bodies = good[:3] + [json.dumps({"instances": [{"b64": garbage}]})] + good[3:]
     before = counts(small_batches, "serving_default")
