@@ -100,17 +100,33 @@ def in_process_predictions(model, raw_instances: List[dict], b64_instances: List
            for column, s in spec.items()}
     examples = tf.constant([base64.b64decode(i["b64"]) for i in b64_instances])
     return {
-        RAW_SIGNATURE: _single_output(model.signatures[RAW_SIGNATURE](**raw)),
-        EXAMPLES_SIGNATURE: _single_output(model.signatures[EXAMPLES_SIGNATURE](examples=examples)),
+        RAW_SIGNATURE: _numbers(model.signatures[RAW_SIGNATURE](**raw)),
+        EXAMPLES_SIGNATURE: _numbers(model.signatures[EXAMPLES_SIGNATURE](examples=examples)),
     }
 
 
-def _single_output(outputs: Dict[str, tf.Tensor]) -> np.ndarray:
-    """The signature's one output (binary: probability), as TF Serving's row format returns it."""
-    if len(outputs) != 1:
-        raise ServingRuntimeError(f"The serving check compares single-output signatures; this one "
-                                  f"returns {', '.join(sorted(outputs))}")
-    return next(iter(outputs.values())).numpy()
+def _numbers(outputs: Dict[str, tf.Tensor]) -> np.ndarray:
+    """A signature's numeric outputs, one row per example ([n, d], outputs in name order).
+
+    String outputs (a multiclass model's class names) are constants of the model, not compared.
+    """
+    numeric = [outputs[k].numpy() for k in sorted(outputs) if outputs[k].dtype != tf.string]
+    return np.concatenate([v.reshape(len(v), -1) for v in numeric], axis=1).astype(np.float64)
+
+
+def _row_numbers(prediction) -> np.ndarray:
+    """One example's REST answer in `_numbers`' order: TF Serving's row format gives a value or a
+    list for a one-output signature, an {output: value} object for several."""
+    if isinstance(prediction, dict):
+        parts = [prediction[k] for k in sorted(prediction) if not _is_text(prediction[k])]
+    else:
+        parts = [prediction]
+    return np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1) for p in parts])
+
+
+def _is_text(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and bool(value)
+                                       and isinstance(value[0], str))
 
 
 def probe(server: LocalServer, raw_instances: List[dict], b64_instances: List[dict]
@@ -124,25 +140,23 @@ def probe(server: LocalServer, raw_instances: List[dict], b64_instances: List[di
         singles = []
         for instance in instances:
             predictions, seconds = server.predict(signature, [instance])
-            singles.append(_one_value(predictions, signature))
+            if len(predictions) != 1:
+                raise ServingRuntimeError(f"A one-example {signature} request got {len(predictions)} "
+                                          f"predictions back: {predictions!r:.200}")
+            singles.append(_row_numbers(predictions[0]))
             latencies.append(seconds)
         batch, _ = server.predict(signature, instances)
-        served[signature] = [np.asarray(singles, dtype=np.float64),
-                             np.asarray(batch, dtype=np.float64).reshape(-1)]
+        served[signature] = [np.stack(singles), np.stack([_row_numbers(p) for p in batch])]
     return served, latencies
-
-
-def _one_value(predictions, signature: str) -> float:
-    values = np.asarray(predictions, dtype=np.float64).reshape(-1)
-    if values.size != 1:
-        raise ServingRuntimeError(f"A one-example {signature} request got {values.size} predictions "
-                                  f"back: {predictions!r:.200}")
-    return float(values[0])
 
 
 def verdict(served: Dict[str, List[np.ndarray]], expected: Dict[str, np.ndarray],
             latencies: Sequence[float], tolerance: float, max_p50_latency_ms: float) -> CheckResult:
-    """Blessed when every served answer is within `tolerance` of in-process and the p50 is in limit."""
+    """Blessed when every served answer is within `tolerance` of in-process and the p50 is in limit.
+
+    The difference is absolute up to 1 and relative above (float32 answers in a regression label's
+    units, dollars or grams, differ in their last bits by more than 1e-5 between batch sizes).
+    """
     latencies_ms = np.asarray(latencies) * 1000.0
     result = CheckResult(blessed=True, examples=len(next(iter(expected.values()))),
                          p50_latency_ms=float(np.percentile(latencies_ms, 50)),
@@ -154,7 +168,8 @@ def verdict(served: Dict[str, List[np.ndarray]], expected: Dict[str, np.ndarray]
                 problems.append(f"{signature} returned {answer.size} predictions for {want.size} "
                                 "examples")
             else:
-                diffs.append(float(np.max(np.abs(answer - want.astype(np.float64)))))
+                want = want.astype(np.float64)
+                diffs.append(float(np.max(np.abs(answer - want) / np.maximum(1.0, np.abs(want)))))
     result.max_abs_diff = float(np.max(diffs)) if diffs else math.nan  # NaN if any answer was NaN
     if not result.max_abs_diff <= tolerance:
         problems.append(f"served predictions differ from the model's in-process predictions by up to "

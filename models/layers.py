@@ -156,3 +156,28 @@ class SharedEmbedding(tf.keras.layers.Layer):
             "embeddings_regularizer": tf.keras.regularizers.serialize(self.embeddings_regularizer)
             if self.embeddings_regularizer else None,
         }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class Rescale(tf.keras.layers.Layer):
+    """`inputs * scale + offset` with constants fixed when the model is built (no weights).
+
+    A regression head learns a standardized target and answers in the label's units: scale and
+    offset are the training label's standard deviation and mean.
+    """
+
+    def __init__(self, scale: float = 1.0, offset: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"`scale` must be a positive number, got {scale!r}.")
+        self.scale = float(scale)
+        self.offset = float(offset)
+
+    def call(self, inputs):
+        return inputs * self.scale + self.offset
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}

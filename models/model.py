@@ -6,11 +6,12 @@ from models.layers import DenseWithActivation, FeatureCross
 from models.spec import DatasetSpec
 
 
-def build_model(spec: DatasetSpec) -> tf.keras.Model:
+def build_model(spec: DatasetSpec, label_mean: float = 0.0, label_std: float = 1.0) -> tf.keras.Model:
     """One input per transformed feature, each feature's encoder (shared embeddings for share groups),
     a cross network beside a deep network, and the task's head.
 
     Inputs are rank-1 tensors keyed by transformed feature name, exactly what the Transform graph emits.
+    `label_mean` and `label_std` (the training label's) are for tasks that standardize their target.
     """
     settings = spec.model
     inputs = {i.name: tf.keras.Input(shape=(), name=i.name, dtype=i.dtype) for i in spec.model_inputs}
@@ -25,7 +26,8 @@ def build_model(spec: DatasetSpec) -> tf.keras.Model:
     for i, units in enumerate(settings.hidden_units):
         deep = DenseWithActivation(units, activation="relu", name=f"deep_{i}")(deep)
     combined = tf.keras.layers.Concatenate(name="cross_and_deep")([crossed, deep])
-    output = spec.task.head(name=f"{spec.label.name}_{spec.task.task}_head")(combined)
+    output = spec.task.output(combined, f"{spec.label.name}_{spec.task.task}_head", label_mean,
+                              label_std)
 
     model = tf.keras.Model(inputs=inputs, outputs=output, name=spec.label.name)
     model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate), loss=spec.task.loss(),

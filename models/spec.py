@@ -38,8 +38,9 @@ SPEC_FILE = "dataset.yaml"
 SPEC_KEY = "dataset_spec"  # the Transform and Trainer custom_config key holding `to_json()`
 SCHEMA_FILE = "schema.pbtxt"
 PACKAGE_PREFIX = "package:"
-_TOP_LEVEL_KEYS = ("name", "data_root", "label", "features", "ignored", "slices", "model")
-_LABEL_KEYS = ("name", "column", "task", "expression", "positive")
+_TOP_LEVEL_KEYS = ("name", "data_root", "label", "features", "ignored", "slices", "gate", "model")
+_LABEL_KEYS = ("name", "column", "task", "expression", "positive", "negative", "classes")
+_GATE_KEYS = ("threshold", "max_regression")
 
 
 class SpecError(ValueError):
@@ -68,6 +69,23 @@ class ModelSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Gate:
+    """The Evaluator's blessing gate on the task's gated metric (models/tasks.py), overall slice:
+    at least `threshold` (at most, for a lower-is-better metric such as RMSE), and no worse than the
+    baseline model by more than `max_regression`. No threshold: only the baseline comparison."""
+    threshold: Optional[float] = None
+    max_regression: float = 0.0
+
+    def __post_init__(self):
+        for key in _GATE_KEYS:
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{key}: {value!r} must be a number")
+        if self.max_regression < 0:
+            raise ValueError(f"max_regression: {self.max_regression!r} must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class Label:
     """The label: a column of the data, or a named expression over columns."""
     name: str
@@ -89,6 +107,7 @@ class DatasetSpec:
     data_root: Optional[str] = None
     ignored: Mapping[str, str] = dataclasses.field(default_factory=dict)
     slices: Tuple[str, ...] = ()
+    gate: Gate = Gate()
     model: ModelSettings = ModelSettings()
 
     @property
@@ -126,7 +145,7 @@ class DatasetSpec:
     def numeric_columns(self) -> Tuple[str, ...]:
         """Columns whose cells must parse as numbers."""
         numeric = [c for f in self.features for c in f.numeric_columns]
-        if self.label.expression is not None:
+        if self.label.expression is not None or isinstance(self.task, tasks_lib.Regression):
             numeric += list(self.label_source_columns)
         return tuple(dict.fromkeys(numeric))
 
@@ -159,8 +178,11 @@ class DatasetSpec:
             label["column"] = self.label.column
         if self.label.expression is not None:
             label["expression"] = self.label.expression.text
-        if getattr(self.task, "positive", None) is not None:
-            label["positive"] = self.task.positive
+        for key in ("positive", "negative"):
+            if getattr(self.task, key, None) is not None:
+                label[key] = getattr(self.task, key)
+        if getattr(self.task, "classes", None):
+            label["classes"] = list(self.task.classes)
         values: Dict[str, Any] = {"name": self.name}
         if self.data_root is not None:
             values["data_root"] = self.data_root
@@ -169,6 +191,7 @@ class DatasetSpec:
             "features": {f.name: f.to_spec() for f in self.features},
             "ignored": dict(self.ignored),
             "slices": list(self.slices),
+            "gate": {k: v for k, v in dataclasses.asdict(self.gate).items() if v is not None},
             "model": {k: list(v) if isinstance(v, tuple) else v
                       for k, v in dataclasses.asdict(self.model).items()},
         })
@@ -253,6 +276,19 @@ def from_mapping(values: Any, directory: str) -> DatasetSpec:
             fail("slices", f"{column!r} is not a column of this spec; declare it as a feature or "
                            "under ignored")
 
+    gate_values = values.get("gate") or {}
+    unknown = sorted(set(gate_values) - set(_GATE_KEYS)) if isinstance(gate_values, Mapping) else []
+    if not isinstance(gate_values, Mapping) or unknown:
+        fail("gate", f"unknown key(s) {', '.join(unknown) or repr(gate_values)}; allowed: "
+                     f"{', '.join(_GATE_KEYS)} (the metric is the task's: "
+                     f"{task.gated_metric.name})")
+    try:
+        gate = Gate(**gate_values)
+        if gate.threshold is not None:
+            task.gated_metric.check_threshold(gate.threshold)
+    except ValueError as e:
+        fail("gate", str(e))
+
     try:
         model = ModelSettings(**(values.get("model") or {}))
     except TypeError as e:
@@ -265,7 +301,7 @@ def from_mapping(values: Any, directory: str) -> DatasetSpec:
         fail("data_root", f"{data_root!r} must be a path, a URI or package:<package>/<path>")
     return DatasetSpec(name=name, directory=directory, label=label, task=task,
                        features=tuple(features), data_root=data_root, ignored=dict(ignored),
-                       slices=tuple(slices), model=model)
+                       slices=tuple(slices), gate=gate, model=model)
 
 
 def _label(values: Any, fail) -> Tuple[Label, tasks_lib.Task]:
@@ -290,18 +326,34 @@ def _label(values: Any, fail) -> Tuple[Label, tasks_lib.Task]:
         if "name" not in values:
             fail("label.name", "a derived label needs a name (e.g. big_tipper)")
     name = str(values.get("name") or column)
-    positive = values.get("positive")
-    if task_name == "binary":
-        if parsed is not None and not parsed.is_boolean:
-            fail("label.expression", f"{text!r} is a number; a binary label needs a comparison")
-        if parsed is not None and positive is not None:
-            fail("label.positive", "an expression label is positive where it is true; remove positive")
-        if parsed is None and positive is None:
-            fail("label.positive", "a binary label column needs its positive class, e.g. positive: "
-                                   "\"yes\"")
-        task = tasks_lib.Binary(positive=None if positive is None else str(positive))
-    else:  # pragma: no cover - TASKS only holds binary so far
-        task = tasks_lib.TASKS[task_name]()
+    allowed = {"binary": ("positive", "negative"), "multiclass": ("classes",), "regression": ()}
+    for key in ("positive", "negative", "classes"):
+        if key in values and key not in allowed[task_name]:
+            fail(f"label.{key}", f"is not used by a {task_name} label; remove it")
+    if parsed is not None and task_name != "regression" and not parsed.is_boolean:
+        fail("label.expression", f"{text!r} is a number; a {task_name} label from an expression "
+                                 "needs a comparison (binary), or use task: regression")
+    if parsed is not None and task_name == "regression" and parsed.is_boolean:
+        fail("label.expression", f"{text!r} is a comparison; a regression label needs a number")
+    if parsed is not None and task_name == "multiclass":
+        fail("label.expression", "a multiclass label must be a column (declare column: and classes:)")
+    try:
+        if task_name == "binary":
+            positive, negative = values.get("positive"), values.get("negative")
+            if parsed is not None and (positive is not None or negative is not None):
+                fail("label.positive", "an expression label is positive where it is true; remove "
+                                       "positive and negative")
+            if parsed is None and positive is None:
+                fail("label.positive", "a binary label column needs its positive class, e.g. "
+                                       "positive: \"yes\"")
+            task = tasks_lib.Binary(positive=None if positive is None else str(positive),
+                                    negative=None if negative is None else str(negative))
+        elif task_name == "multiclass":
+            task = tasks_lib.Multiclass(classes=tuple(values.get("classes") or ()))
+        else:
+            task = tasks_lib.Regression()
+    except ValueError as e:
+        fail("label", str(e))
     return Label(name=name, column=column, expression=parsed), task
 
 

@@ -18,6 +18,12 @@ class GatedMetric:
     tfma_class: str
     name: str
     higher_is_better: bool = True
+    maximum: Optional[float] = 1.0  # None: unbounded above (RMSE); every gated metric is >= 0
+
+    def check_threshold(self, value: float) -> None:
+        if not 0.0 <= value <= (float("inf") if self.maximum is None else self.maximum):
+            allowed = ">= 0" if self.maximum is None else f"in [0, {self.maximum:g}]"
+            raise ValueError(f"a threshold on {self.name} must be {allowed}, got {value:g}")
 
 
 def _as_label_strings(value: tf.Tensor) -> tf.Tensor:
@@ -39,14 +45,25 @@ class Task:
         return 1
 
     @property
-    def label_dtype(self) -> tf.DType:
-        return tf.int64
+    def label_values(self) -> Optional[Tuple[str, ...]]:
+        """The label column's allowed values (as strings), when the task declares them."""
+        return None
+
+    def is_known_label(self, value: str) -> bool:
+        """Whether a label cell (stripped; integers without ".0") is a value the task trains on."""
+        return self.label_values is None or value in self.label_values
 
     def target(self, label: tf.Tensor) -> tf.Tensor:
         """The raw label column (dense) or the expression's value to the training target."""
         raise NotImplementedError
 
-    def head(self, name: str) -> tf.keras.layers.Layer:
+    @property
+    def needs_label_statistics(self) -> bool:
+        """Whether `output` wants the training label's mean and standard deviation."""
+        return False
+
+    def output(self, x: tf.Tensor, name: str, label_mean: float = 0.0, label_std: float = 1.0):
+        """The model's output (Keras tensor) from the last hidden representation `x`."""
         raise NotImplementedError
 
     def loss(self):
@@ -62,6 +79,11 @@ class Task:
         raise NotImplementedError
 
     @property
+    def prediction_key(self) -> str:
+        """The served output TFMA evaluates."""
+        raise NotImplementedError
+
+    @property
     def gated_metric(self) -> GatedMetric:
         raise NotImplementedError
 
@@ -70,7 +92,21 @@ class Task:
 class Binary(Task):
     """Two classes; the model answers P(positive class)."""
     positive: Optional[str] = None  # None: the label is a boolean expression
+    negative: Optional[str] = None  # declared: any other label value is refused by the input checks
     task = "binary"
+
+    def __post_init__(self):
+        if self.positive is not None and self.positive == self.negative:
+            raise ValueError(f"positive and negative are both {self.positive!r}")
+
+    @property
+    def label_values(self) -> Optional[Tuple[str, ...]]:
+        """The label column's allowed values, when declared."""
+        return None if self.negative is None else (self.negative, self.positive)
+
+    def is_known_label(self, value):
+        # As `target` matches string labels: any case.
+        return self.label_values is None or value.lower() in {v.lower() for v in self.label_values}
 
     def target(self, label):
         if label.dtype == tf.bool:
@@ -82,8 +118,8 @@ class Binary(Task):
             matches = tf.equal(_as_label_strings(label), positive)
         return tf.cast(matches, tf.int64)
 
-    def head(self, name):
-        return layers.DenseWithActivation(1, activation="sigmoid", name=name)
+    def output(self, x, name, label_mean=0.0, label_std=1.0):
+        return layers.DenseWithActivation(1, activation="sigmoid", name=name)(x)
 
     def loss(self):
         return tf.keras.losses.BinaryCrossentropy()
@@ -94,6 +130,10 @@ class Binary(Task):
     def serving_outputs(self, model_output):
         return {"probability": tf.reshape(model_output, [-1])}
 
+    @property
+    def prediction_key(self):
+        return "probability"
+
     def tfma_metrics(self):
         return ("ExampleCount", "AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall",
                 "Calibration", "MeanLabel", "MeanPrediction")
@@ -103,4 +143,101 @@ class Binary(Task):
         return GatedMetric("AUC", "auc")
 
 
-TASKS: Dict[str, type] = {t.task: t for t in (Binary,)}
+@dataclasses.dataclass(frozen=True)
+class Multiclass(Task):
+    """One of k declared classes; the model answers each class's probability."""
+    classes: Tuple[str, ...] = ()
+    task = "multiclass"
+
+    def __post_init__(self):
+        classes = tuple(str(c) for c in self.classes)
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise ValueError(f"classes: {list(classes)!r} must list two or more distinct values")
+        object.__setattr__(self, "classes", classes)
+
+    @property
+    def units(self):
+        return len(self.classes)
+
+    @property
+    def label_values(self):
+        return self.classes
+
+    def target(self, label):
+        """The class's index in `classes`; -1 for a value not declared (the input checks refuse
+        such rows before training)."""
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(self.classes),
+                                                tf.range(len(self.classes), dtype=tf.int64)),
+            default_value=-1)
+        return table.lookup(_as_label_strings(label))
+
+    def output(self, x, name, label_mean=0.0, label_std=1.0):
+        return layers.DenseWithActivation(self.units, activation="softmax", name=name)(x)
+
+    def loss(self):
+        return tf.keras.losses.SparseCategoricalCrossentropy()
+
+    def keras_metrics(self):
+        return [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def serving_outputs(self, model_output):
+        batch = tf.shape(model_output)[0]
+        classes = tf.tile(tf.constant([self.classes]), tf.stack([batch, 1]))
+        return {"probabilities": model_output, "classes": classes}
+
+    @property
+    def prediction_key(self):
+        return "probabilities"
+
+    def tfma_metrics(self):
+        return ("ExampleCount", "SparseCategoricalAccuracy", "MultiClassConfusionMatrixPlot")
+
+    @property
+    def gated_metric(self):
+        return GatedMetric("SparseCategoricalAccuracy", "sparse_categorical_accuracy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regression(Task):
+    """A number; the model answers it in the label's own units."""
+    task = "regression"
+
+    def target(self, label):
+        return tf.cast(label, tf.float32)
+
+    @property
+    def needs_label_statistics(self):
+        return True
+
+    def output(self, x, name, label_mean=0.0, label_std=1.0):
+        # The dense layer learns a standardized target; Rescale answers in the label's units.
+        standardized = layers.DenseWithActivation(1, activation="linear", name=name)(x)
+        return layers.Rescale(scale=label_std, offset=label_mean, name=f"{name}_in_label_units")(
+            standardized)
+
+    def loss(self):
+        return tf.keras.losses.MeanSquaredError()
+
+    def keras_metrics(self):
+        return [tf.keras.metrics.RootMeanSquaredError(name="rmse"),
+                tf.keras.metrics.MeanAbsoluteError(name="mae")]
+
+    def serving_outputs(self, model_output):
+        return {"prediction": tf.reshape(model_output, [-1])}
+
+    @property
+    def prediction_key(self):
+        return "prediction"
+
+    def tfma_metrics(self):
+        return ("ExampleCount", "RootMeanSquaredError", "MeanAbsoluteError", "MeanLabel",
+                "MeanPrediction")
+
+    @property
+    def gated_metric(self):
+        return GatedMetric("RootMeanSquaredError", "root_mean_squared_error", higher_is_better=False,
+                           maximum=None)
+
+
+TASKS: Dict[str, type] = {t.task: t for t in (Binary, Multiclass, Regression)}

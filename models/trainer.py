@@ -8,6 +8,7 @@ import logging
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -62,6 +63,12 @@ def input_fn(file_pattern, data_accessor, tf_transform_output, spec: DatasetSpec
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
+def label_statistics(dataset: tf.data.Dataset, max_batches: int = 200):
+    """Mean and standard deviation of the label over the first `max_batches` training batches."""
+    labels = np.concatenate([y.numpy().reshape(-1) for _, y in dataset.take(max_batches)])
+    return float(labels.mean()), float(labels.std()) or 1.0
+
+
 def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     """Trains and saves the serving model (only the chief writes it); returns the trained model."""
     custom_config = fn_args.custom_config or {}
@@ -77,8 +84,10 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
                           batch_size)
 
+    label_mean, label_std = (label_statistics(train) if spec.task.needs_label_statistics
+                             else (0.0, 1.0))
     with strategy.scope():
-        model = build_model(spec)
+        model = build_model(spec, label_mean, label_std)
     steps_per_epoch = max(1, fn_args.train_steps // epochs)
     logging.info("Training %d epochs of %d steps, global batch size %d on %d replica(s)", epochs,
                  steps_per_epoch, batch_size, strategy.num_replicas_in_sync)

@@ -22,7 +22,7 @@ CONFIG_VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
     "TAXI_PIPELINE_EVAL_STEPS": ("eval_steps", int),
     "TAXI_PIPELINE_EPOCHS": ("epochs", int),
     "TAXI_PIPELINE_BATCH_SIZE": ("batch_size", int),
-    "TAXI_PIPELINE_AUC_FLOOR": ("auc_floor", float),
+    "TAXI_PIPELINE_AUC_FLOOR": ("gate_threshold", float),
     "TAXI_PIPELINE_SPAN_WINDOW": ("span_window", int),
     "TAXI_PIPELINE_DISTRIBUTION_STRATEGY": ("distribution_strategy", str),
     "TAXI_PIPELINE_SERVING_CHECK_TOLERANCE": ("serving_check_tolerance", float),

@@ -92,8 +92,10 @@ def main():
 @click.option("--epochs", type=click.IntRange(min=1), default=PipelineConfig.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=PipelineConfig.batch_size,
               show_default=True)
-@click.option("--auc-floor", type=click.FloatRange(0, 1), default=PipelineConfig.auc_floor,
-              show_default=True, help="Evaluator blesses only models with at least this AUC.")
+@click.option("--gate-threshold", "--auc-floor", "gate_threshold", type=float, default=None,
+              help="Evaluator blesses only models at least this good on the task's metric (binary: "
+                   "AUC; multiclass: accuracy; regression: at most this RMSE). Default: the spec's "
+                   "gate.threshold.")
 @click.option("--span-window", type=click.IntRange(min=1), default=PipelineConfig.span_window,
               show_default=True,
               help="With span-<N>/ directories in the data root: train on the newest this many spans "
@@ -122,7 +124,7 @@ def main():
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
 def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs,
-        batch_size, auc_floor, span_window, distribution_strategy, accept_drift,
+        batch_size, gate_threshold, span_window, distribution_strategy, accept_drift,
         serving_check_tolerance, serving_check_max_p50_ms, no_cache, beam_mode, beam_arg, verbose,
         print_config, beam_args):
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
@@ -136,7 +138,7 @@ def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, e
     config = _config(
         spec_dir=spec_dir, data_root=data_root, output_dir=output_dir, serving_dir=serving_dir,
         model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
-        batch_size=batch_size, auc_floor=auc_floor, span_versioned=span_versioned,
+        batch_size=batch_size, gate_threshold=gate_threshold, span_versioned=span_versioned,
         span_window=span_window, distribution_strategy=distribution_strategy,
         accept_drift=accept_drift, serving_check_tolerance=serving_check_tolerance,
         serving_check_max_p50_ms=serving_check_max_p50_ms, enable_cache=not no_cache,
@@ -191,6 +193,39 @@ def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, e
 
 
 @main.command()
+@click.option("--data-root", type=click.Path(), required=True, help="Directory of CSV files with a header row.")
+@click.option("--label", required=True, help="The column to predict.")
+@click.option("--spec", "spec_dir", type=click.Path(file_okay=False), required=True,
+              help="Where to write dataset.yaml and schema.pbtxt, e.g. schemas/flights.")
+@click.option("--task", type=click.Choice(["binary", "multiclass", "regression"]), default=None,
+              help="Default: inferred from the label's values.")
+@click.option("--positive-class", default=None,
+              help="Binary: the positive class. Default: 1/true/yes when present, else the minority.")
+@click.option("--force", is_flag=True, help="Overwrite an existing spec.")
+def init(data_root, label, spec_dir, task, positive_class, force):
+    """Infer a dataset spec and a curated schema from a table, for review before the first run."""
+    _quiet_libraries(False)
+    from rich.table import Table  # pylint: disable=import-outside-toplevel
+
+    from models.spec import SpecError  # pylint: disable=import-outside-toplevel
+    from pipeline import init_spec  # pylint: disable=import-outside-toplevel
+
+    try:
+        spec, decisions = init_spec.write(spec_dir, data_root, label, task, positive_class, force)
+    except (init_spec.InitError, SpecError) as e:
+        _error(f"[bold red]Cannot write the spec[/]: {escape(str(e))}")
+        sys.exit(EXIT_BAD_INPUT)
+    table = Table(title=f"{spec.name}: {spec.task.task} on {spec.label.name}", title_justify="left")
+    for column in ("column", "use", "why"):
+        table.add_column(column)
+    for d in decisions:
+        table.add_row(escape(d.column), escape(d.use), escape(d.reason))
+    console.print(table)
+    console.print(f"Wrote {escape(spec.spec_path)} and {escape(spec.schema_path)}. Review them, then: "
+                  f"python -m pipeline run --spec {escape(spec_dir)}", soft_wrap=True)
+
+
+@main.command()
 @spec_option
 @click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True)
 @click.option("--run-id", default=None, help="A run id from the metadata store; default: the latest.")
@@ -212,7 +247,8 @@ def summary(spec_dir, output_dir, run_id):
 @spec_option
 @click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True)
 def runs(spec_dir, output_dir):
-    """List past runs from the metadata store: what ran, the AUC, blessed or not, what was pushed."""
+    """List past runs from the metadata store: what ran, the gated metric, blessed or not, what was
+    pushed."""
     _quiet_libraries(False)
     from rich.table import Table  # pylint: disable=import-outside-toplevel
 
@@ -223,15 +259,16 @@ def runs(spec_dir, output_dir):
         _error(f"[red]No metadata store at {escape(config.metadata_path)}: has the pipeline run here?[/]")
         sys.exit(EXIT_FAILED)
     table = Table(title=f"Runs of {config.pipeline_name} in {escape(config.output_dir)}")
-    for column in ("run id", "ran", "cached", "failed", "AUC", "blessed", "pushed"):
+    gated = config.spec.task.gated_metric.name
+    for column in ("run id", "ran", "cached", "failed", gated, "blessed", "pushed"):
         table.add_column(column)
     for run_id in run_ids(open_store(config.metadata_path), config.pipeline_name):
         past = summarize(config.metadata_path, config.pipeline_name, run_id)
         states = [c.state for c in past.components]
-        auc = past.metrics.get("Overall", {}).get("auc")
+        value = past.metrics.get("Overall", {}).get(gated)
         pushed = past.to_record()["pushed_this_run"]
         table.add_row(run_id, str(states.count("ran")), str(states.count("cached")),
-                      str(states.count("failed")), "-" if auc is None else f"{auc:.4f}",
+                      str(states.count("failed")), "-" if value is None else f"{value:.4f}",
                       {True: "yes", False: "no", None: "-"}[past.blessed],
                       escape(os.path.basename(past.pushed_path)) if pushed else "-")
     console.print(table)
@@ -273,10 +310,10 @@ def rollback(spec_dir, serving_dir, model_name):
 @click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
               show_default=True, help="Default of the `train_steps` pipeline parameter.")
 @click.option("--model-name", default=None, help="Default: the spec's label name.")
-@click.option("--auc-floor", type=click.FloatRange(0, 1), default=PipelineConfig.auc_floor,
-              show_default=True)
+@click.option("--gate-threshold", "--auc-floor", "gate_threshold", type=float, default=None,
+              help="The Evaluator's threshold on the task's metric. Default: the spec's.")
 def compile_(spec_dir, target, image, output_path, pipeline_root, serving_dir, data_root, train_steps,
-             model_name, auc_floor):
+             model_name, gate_threshold):
     """Write the pipeline for an orchestrator: the same DAG `run` executes locally."""
     del target  # one target so far; the option keeps the command open to others
     _quiet_libraries(False)
@@ -290,7 +327,7 @@ def compile_(spec_dir, target, image, output_path, pipeline_root, serving_dir, d
         spec_dir=spec_dir, data_root=data_root or kubeflow.image_data_root(spec_dir),
         output_dir=pipeline_root,
         serving_dir=serving_dir, model_name=model_name, train_steps=train_steps,
-        auc_floor=auc_floor)
+        gate_threshold=gate_threshold)
     for warning in kubeflow.local_path_warnings(config):
         _error(f"[yellow]Warning[/]: {escape(warning)}")
     path = kubeflow.compile_pipeline(config, image, output_path)
@@ -378,7 +415,14 @@ def predict(spec_dir, file, url, model_name, model_version, request_format, batc
     label = config.spec.label.name
     table = Table(title=f"{config.model_name} at {escape(url)}: {label}, {len(rows)} rows")
     table.add_column("row", justify="right")
-    table.add_column("probability", justify="right")
-    for i, p in enumerate(predictions, start=1):
-        table.add_row(str(i), f"{p:.4f}")
+    if predictions and isinstance(predictions[0], dict):  # multiclass: the most likely class
+        table.add_column(label)
+        table.add_column("probability", justify="right")
+        for i, p in enumerate(predictions, start=1):
+            best = max(range(len(p["probabilities"])), key=p["probabilities"].__getitem__)
+            table.add_row(str(i), escape(str(p["classes"][best])), f"{p['probabilities'][best]:.4f}")
+    else:
+        table.add_column(config.spec.task.prediction_key, justify="right")
+        for i, p in enumerate(predictions, start=1):
+            table.add_row(str(i), f"{p:.4f}")
     console.print(table)

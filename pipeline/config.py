@@ -97,9 +97,11 @@ class PipelineConfig:
     epochs: int = 2
     batch_size: int = 128
     distribution_strategy: str = "default"
-    # Evaluator gates: an absolute AUC floor, and at most this much AUC loss against the baseline.
-    auc_floor: float = 0.85
-    max_auc_regression: float = 0.0
+    # The Evaluator's gate on the task's metric (models/tasks.py: binary AUC, multiclass accuracy,
+    # regression RMSE): a threshold (a floor, or a ceiling for RMSE) and the largest regression
+    # against the baseline model. None: the spec's `gate:`.
+    gate_threshold: Optional[float] = None
+    gate_max_regression: Optional[float] = None
     # Let a run whose data drifted past the schema's thresholds go on (reported, not stopped); for a
     # drift an operator has reviewed. The next run compares with this run's data.
     accept_drift: bool = False
@@ -124,8 +126,10 @@ class PipelineConfig:
             object.__setattr__(self, name, absolute(getattr(self, name)))
         if self.train_steps < 1 or self.eval_steps < 1 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("train_steps, eval_steps, epochs and batch_size must be positive.")
-        if not 0.0 <= self.auc_floor <= 1.0:
-            raise ValueError(f"auc_floor must be in [0, 1], got {self.auc_floor}.")
+        if self.gate_threshold is not None:
+            spec.task.gated_metric.check_threshold(self.gate_threshold)
+        if self.gate_max_regression is not None and self.gate_max_regression < 0:
+            raise ValueError(f"gate_max_regression must be at least 0, got {self.gate_max_regression}.")
         if self.span_window < 1:
             raise ValueError(f"span_window must be at least 1, got {self.span_window}.")
         if self.distribution_strategy not in DISTRIBUTION_STRATEGIES:
@@ -141,6 +145,15 @@ class PipelineConfig:
     def spec(self) -> DatasetSpec:
         """The dataset spec, loaded and validated once, on construction."""
         return self._spec  # pylint: disable=no-member
+
+    @property
+    def gate(self):
+        """The spec's gate with this configuration's overrides."""
+        gate = self.spec.gate
+        return dataclasses.replace(
+            gate, threshold=gate.threshold if self.gate_threshold is None else self.gate_threshold,
+            max_regression=(gate.max_regression if self.gate_max_regression is None
+                            else self.gate_max_regression))
 
     @property
     def schema_path(self) -> str:

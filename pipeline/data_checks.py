@@ -59,6 +59,16 @@ def _is_finite_number(value: str) -> bool:
         return False
 
 
+def _label_string(value: str) -> str:
+    """A label cell as the spec names classes: integers written 8.0 (pandas, with gaps) are 8."""
+    value = value.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() else value
+
+
 def check_csv_file(path: str, spec: DatasetSpec) -> DataCheck:
     """Counts the file's data rows and warns of unknown columns; raises InputDataError if unusable."""
     required_columns: Sequence[str] = spec.required_columns
@@ -97,6 +107,12 @@ def check_csv_file(path: str, spec: DatasetSpec) -> DataCheck:
                 if label is not None and not row[label].strip():
                     problems.append(f"line {reader.line_num}, column '{spec.label.column}': the label "
                                     "is empty (a row without a label cannot be trained on; drop it)")
+                elif label is not None and not spec.task.is_known_label(_label_string(row[label])):
+                    problems.append(
+                        f"line {reader.line_num}, column '{spec.label.column}': label "
+                        f"{row[label].strip()!r} is not one of the spec's classes "
+                        f"({', '.join(spec.task.label_values)}); drop the row, or add the class to "
+                        f"{spec.spec_path} (a new class needs a new model)")
                 for index, column in numeric:
                     value = row[index].strip()
                     if value and not _is_finite_number(value):

@@ -5,15 +5,18 @@ from pipeline.config import PipelineConfig
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    spec = config.spec
+    spec, gate = config.spec, config.gate
     gated = spec.task.gated_metric
     direction = (tfma.MetricDirection.HIGHER_IS_BETTER if gated.higher_is_better
                  else tfma.MetricDirection.LOWER_IS_BETTER)
-    threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.auc_floor}),
-        # TFMA needs a strictly negative bound for "no regression" to let an equal model through.
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=direction, absolute={"value": -max(config.max_auc_regression, 1e-10)}))
+    # TFMA needs a bound strictly past zero for "no regression" to let an equal model through.
+    tolerance = max(gate.max_regression, 1e-10)
+    threshold = tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
+        direction=direction, absolute={"value": -tolerance if gated.higher_is_better else tolerance}))
+    if gate.threshold is not None:
+        bound = "lower_bound" if gated.higher_is_better else "upper_bound"
+        threshold.value_threshold.CopyFrom(
+            tfma.GenericValueThreshold(**{bound: {"value": gate.threshold}}))
     # Gate on the overall slice only: small slices (e.g. payment_type=Dispute) have too few examples,
     # or only one class, for a floor to mean anything.
     overall_gate = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
@@ -24,6 +27,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default",
                                     label_key=spec.transformed_label,
+                                    prediction_key=spec.task.prediction_key,
                                     preprocessing_function_names=["transform_features"])],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key])
                                               for key in spec.slices],

@@ -5,10 +5,18 @@ from rich.table import Table
 
 from pipeline.run_summary import RunSummary
 
+# Every task's metrics (models/tasks.py), in this order; a run shows the columns it has.
 METRIC_COLUMNS = (("example_count", "examples", "{:.0f}"), ("auc", "AUC", "{:.4f}"),
                   ("auc_precision_recall", "PR-AUC", "{:.4f}"),
-                  ("binary_accuracy", "accuracy", "{:.4f}"), ("precision", "precision", "{:.4f}"),
-                  ("recall", "recall", "{:.4f}"), ("calibration", "calibration", "{:.3f}"))
+                  ("binary_accuracy", "accuracy", "{:.4f}"),
+                  ("sparse_categorical_accuracy", "accuracy", "{:.4f}"),
+                  ("precision", "precision", "{:.4f}"), ("recall", "recall", "{:.4f}"),
+                  ("calibration", "calibration", "{:.3f}"),
+                  ("root_mean_squared_error", "RMSE", "{:.4g}"),
+                  ("mean_absolute_error", "MAE", "{:.4g}"), ("mean_label", "mean label", "{:.4g}"),
+                  ("mean_prediction", "mean prediction", "{:.4g}"))
+# Shown for classifiers too (calibration covers them there).
+_REGRESSION_ONLY = {"mean_label", "mean_prediction"}
 _STATE_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow"}
 
 
@@ -37,13 +45,16 @@ def components_table(summary: RunSummary) -> Table:
 def metrics_table(summary: RunSummary) -> Table:
     table = Table(title="Evaluation (eval split)", title_justify="left")
     table.add_column("slice")
-    for _, label, _ in METRIC_COLUMNS:
+    present = {key for values in summary.metrics.values() for key in values}
+    regression = "root_mean_squared_error" in present
+    columns = [c for c in METRIC_COLUMNS
+               if c[0] in present and (regression or c[0] not in _REGRESSION_ONLY)]
+    for _, label, _ in columns:
         table.add_column(label, justify="right")
     slices = sorted(summary.metrics, key=_slice_order)
     for name in slices:
         values = summary.metrics[name]
-        table.add_row(escape(name),
-                      *(_format(values.get(key), pattern) for key, _, pattern in METRIC_COLUMNS))
+        table.add_row(escape(name), *(_format(values.get(key), pattern) for key, _, pattern in columns))
     return table
 
 
@@ -68,7 +79,8 @@ def render(summary: RunSummary, console: Console) -> None:
     if summary.metrics:
         console.print(metrics_table(summary))
     if summary.blessed is True:
-        console.print("[green]Model blessed[/]: it passed the AUC floor and the no-regression check.")
+        console.print("[green]Model blessed[/]: it passed the gate's threshold and the "
+                      "no-regression check.")
     elif summary.blessed is False:
         console.print("[yellow]Model not blessed, so nothing was pushed[/]. Failed checks:")
         for failure in summary.blessing_failures or ["(no details recorded)"]:

@@ -148,7 +148,7 @@ def test_a_span_versioned_data_root_is_detected_as_the_cli_does(tmp_path):
 BAD_SETTINGS = [
     (config_from_env, "TAXI_PIPELINE_TRAIN_STEPS", "many", "is not a valid int"),
     (config_from_env, "TAXI_PIPELINE_TRAIN_STEPS", "0", "must be positive"),
-    (config_from_env, "TAXI_PIPELINE_AUC_FLOOR", "2", "auc_floor must be in [0, 1]"),
+    (config_from_env, "TAXI_PIPELINE_AUC_FLOOR", "2", "a threshold on auc must be in [0, 1]"),
     (config_from_env, "TAXI_PIPELINE_DISTRIBUTION_STRATEGY", "tpu", "distribution_strategy must be"),
     (config_from_env, "TAXI_PIPELINE_BEAM_MODE", "turbo", "Unknown Beam mode 'turbo'"),
     (config_from_env, "TAXI_PIPELINE_BEAM_ARGS", '--project="p', "No closing quotation"),

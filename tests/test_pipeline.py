@@ -23,7 +23,7 @@ EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "Exam
 def config(tmp_path):
     return PipelineConfig(data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "out"),
                           serving_dir=str(tmp_path / "serving"), train_steps=123, eval_steps=7,
-                          auc_floor=0.77, beam_args=("--direct_num_workers=2",))
+                          gate_threshold=0.77, beam_args=("--direct_num_workers=2",))
 
 
 @pytest.fixture
@@ -256,7 +256,7 @@ SERVING_CHECK = (r"serving_check_examples must be positive, serving_check_tolera
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"train_steps": 0}, POSITIVE_STEPS), ({"batch_size": -1}, POSITIVE_STEPS),
-    ({"auc_floor": 1.5}, r"auc_floor must be in \[0, 1\], got 1\.5"),
+    ({"gate_threshold": 1.5}, r"a threshold on auc must be in \[0, 1\], got 1\.5"),
     ({"span_window": 0}, r"span_window must be at least 1, got 0"),
     ({"distribution_strategy": "tpu"}, r"distribution_strategy must be one of .*got 'tpu'"),
     ({"serving_check_tolerance": -1e-6}, SERVING_CHECK),

@@ -127,11 +127,13 @@ def _chunks(rows: Sequence, size: int) -> Iterable[Sequence]:
 
 def predict(url: str, model_name: str, rows: Sequence[Mapping[str, Any]], spec: DatasetSpec,
             request_format: str = "raw", version: Optional[int] = None, batch_size: int = 256,
-            timeout: float = 30.0) -> List[float]:
-    """The model's answer (binary: P(positive class)) for `rows`, `batch_size` rows per request."""
+            timeout: float = 30.0) -> List[Any]:
+    """The model's answer for each of `rows`, `batch_size` rows per request: a number for a
+    one-output signature (binary: P(positive class); regression: the prediction), an {output:
+    value} object for several (multiclass: probabilities and classes)."""
     endpoint = predict_url(url, model_name, version)
     types = serving_column_types(spec)
-    probabilities: List[float] = []
+    probabilities: List[Any] = []
     with httpx.Client(timeout=timeout) as client:
         for chunk in _chunks(list(rows), batch_size):
             body = build_request(chunk, types, request_format)
@@ -148,6 +150,6 @@ def predict(url: str, model_name: str, rows: Sequence[Mapping[str, Any]], spec: 
             if response.status_code != 200 or "predictions" not in answer:
                 error = answer.get("error") or response.text[:500]
                 raise ClientError(f"{endpoint} answered {response.status_code}: {error}")
-            probabilities.extend(float(p[0] if isinstance(p, list) else p)
+            probabilities.extend(p if isinstance(p, dict) else float(p[0] if isinstance(p, list) else p)
                                  for p in answer["predictions"])
     return probabilities
