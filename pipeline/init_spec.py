@@ -160,11 +160,12 @@ def decide_feature(column: Column, rows: int) -> Tuple[Optional[dict], str]:
                 f"whole numbers, {column.distinct} distinct in {int(low)}..{int(high)}{missing}")
     median = float(column.numbers.median())
     p99 = float(column.numbers.quantile(0.99))
-    skewed = low >= 0 and (p99 > 10 * max(median, 1e-9) or high > 100 * max(median, 1e-9))
+    skewness = float(column.numbers.skew())
+    skewed = low >= 0 and skewness > 2  # a long right tail of non-negative amounts: log1p first
     feature = {"kind": "numeric", "scale": "log" if skewed else "linear",
                "buckets": 20 if rows >= 10_000 else 10}
-    shape = f"heavy right tail (p99 {p99:.3g} vs median {median:.3g})" if skewed else (
-        f"{low:.3g}..{high:.3g}")
+    shape = (f"heavy right tail (skewness {skewness:.1f}, p99 {p99:.3g} vs median {median:.3g})"
+             if skewed else f"{low:.3g}..{high:.3g}")
     return feature, f"numbers, {shape}{missing}"
 
 

@@ -59,9 +59,10 @@ def test_round_trip_keeps_every_declaration(tmp_path):
     (lambda v: v["label"].update(expression="__import__('os')"),
      r"label\.expression: .* uses Call, which label expressions do not allow"),
     (lambda v: v["label"].update(expression="tips + fare"),
-     r"label\.expression: 'tips \+ fare' is a number; a binary label needs a comparison"),
+     r"label\.expression: 'tips \+ fare' is a number; a binary label from an expression needs a "
+     r"comparison"),
     (lambda v: v["label"].update(task="ranking"),
-     r"label\.task: 'ranking' is not a task; allowed: binary"),
+     r"label\.task: 'ranking' is not a task; allowed: binary, multiclass, regression"),
     (lambda v: v.update(label={"column": "fare", "task": "binary", "positive": "1"}),
      r"label\.column: 'fare' is also a feature"),
     (lambda v: v.update(label={"column": "tips", "task": "binary"}),
