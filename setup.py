@@ -46,7 +46,7 @@ setup(
         "requests==2.34.2",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6"],
         "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
         "kfp": ["kfp==2.5.0"],
     },

@@ -112,3 +112,19 @@ def test_cli_prints_each_decision_and_the_next_command(tmp_path):
     result = CliRunner().invoke(cli.main, ["init", "--data-root", str(tmp_path / "data"),
                                            "--label", "payment_type", "--spec", str(tmp_path / "trips")])
     assert result.exit_code == 2 and "--force" in result.output
+
+
+def test_unknown_and_missing_labels_are_refused_with_file_and_line(flights_spec, tmp_path):
+    from pipeline.data_checks import InputDataError, check_data_root  # pylint: disable=import-outside-toplevel
+
+    spec, _ = flights_spec
+    frame = pd.read_csv(os.path.join(spec.resolved_data_root(), "flights.csv")).iloc[:20]
+    frame.loc[3, "delayed"] = "maybe"
+    frame.loc[7, "delayed"] = None
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(InputDataError) as raised:
+        check_data_root(str(tmp_path), spec)
+    message = str(raised.value)
+    assert "new.csv" in message
+    assert "line 5, column 'delayed': label 'maybe' is not one of the spec's classes (no, yes)" in message
+    assert "line 9, column 'delayed': the label is empty" in message
