@@ -45,7 +45,7 @@ bench-scale: install
 	$(PY) bench/scale.py $(ARGS)
 
 quality: install
-	$(PY) bench/holdout_auc.py
+	$(PY) bench/holdout.py $(ARGS)
 
 # Re-resolves requirements.in + setup.py in a throwaway venv and pins every package.
 lock:
