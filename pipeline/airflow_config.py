@@ -1,48 +1,74 @@
-"""The Airflow DAG's settings, from environment variables named after the CLI's flags.
+"""The Airflow DAG's settings, from environment variables derived from PipelineConfig's fields.
 
-`--train-steps` -> TAXI_PIPELINE_TRAIN_STEPS, and so on (CONFIG_VARIABLES); the DAG's own settings are
-in DAG_VARIABLES. Unset variables keep the CLI's defaults. Relative paths are taken relative to
-$AIRFLOW_HOME, because Airflow's processes have no meaningful working directory. Imports no Airflow.
+Each setting field `f` is read from PIPELINE_<F> (`train_steps` -> PIPELINE_TRAIN_STEPS, `spec_dir` ->
+PIPELINE_SPEC_DIR), parsed by the field's type; the DAG's own settings are in DAG_VARIABLES. Names
+from before the project took any table (TAXI_PIPELINE_*) are still read. Unset variables keep the
+CLI's defaults. Relative paths are taken relative to $AIRFLOW_HOME, because Airflow's processes have
+no meaningful working directory. Imports no Airflow.
 """
+import dataclasses
 import datetime
 import os
 import shlex
+import typing
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from pipeline import spans
-from pipeline.config import PipelineConfig, beam_args_for, default_data_root, with_worker_setup
+from pipeline.config import PipelineConfig, beam_args_for, with_worker_setup
 
-# Variable -> (PipelineConfig field, parser). Unset variables keep the CLI's defaults.
-CONFIG_VARIABLES: Dict[str, Tuple[str, Callable[[str], object]]] = {
-    "TAXI_PIPELINE_DATA_ROOT": ("data_root", str),
-    "TAXI_PIPELINE_OUTPUT_DIR": ("output_dir", str),
-    "TAXI_PIPELINE_SERVING_DIR": ("serving_dir", str),
-    "TAXI_PIPELINE_MODEL_NAME": ("model_name", str),
-    "TAXI_PIPELINE_TRAIN_STEPS": ("train_steps", int),
-    "TAXI_PIPELINE_EVAL_STEPS": ("eval_steps", int),
-    "TAXI_PIPELINE_EPOCHS": ("epochs", int),
-    "TAXI_PIPELINE_BATCH_SIZE": ("batch_size", int),
-    "TAXI_PIPELINE_AUC_FLOOR": ("gate_threshold", float),
-    "TAXI_PIPELINE_SPAN_WINDOW": ("span_window", int),
-    "TAXI_PIPELINE_DISTRIBUTION_STRATEGY": ("distribution_strategy", str),
-    "TAXI_PIPELINE_SERVING_CHECK_TOLERANCE": ("serving_check_tolerance", float),
-    "TAXI_PIPELINE_SERVING_CHECK_MAX_P50_MS": ("serving_check_max_p50_ms", float),
-}
+PREFIX = "PIPELINE_"
+LEGACY_PREFIX = "TAXI_PIPELINE_"
+# PipelineConfig fields that are not settings of their own: derived from the data root, or built
+# from the Beam variables below.
+_DERIVED_FIELDS = ("span_versioned", "beam_args")
+
+
+def _boolean(value: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes"):
+        return True
+    if value.strip().lower() in ("0", "false", "no"):
+        return False
+    raise ValueError("use true or false")
+
+
+_PARSERS = {str: str, int: int, float: float, bool: _boolean}
+
+
+def _settings() -> Dict[str, Tuple[str, Callable[[str], object]]]:
+    """Variable -> (PipelineConfig field, parser of the field's type), for every setting field."""
+    hints = typing.get_type_hints(PipelineConfig)
+    variables = {}
+    for field in dataclasses.fields(PipelineConfig):
+        if field.name in _DERIVED_FIELDS:
+            continue
+        kind = hints[field.name]
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # Optional[X]
+        variables[PREFIX + field.name.upper()] = (field.name, _PARSERS[kind])
+    return variables
+
+
+CONFIG_VARIABLES = _settings()
 # Beam: a --beam-mode preset and options as on the command line ("--runner=DataflowRunner --project=p"),
 # combined as the CLI combines them (pipeline.config.beam_args_for, with_worker_setup).
-BEAM_MODE_VARIABLE = "TAXI_PIPELINE_BEAM_MODE"
-BEAM_ARGS_VARIABLE = "TAXI_PIPELINE_BEAM_ARGS"
+BEAM_MODE_VARIABLE = PREFIX + "BEAM_MODE"
+BEAM_ARGS_VARIABLE = PREFIX + "BEAM_ARGS"
 # Variable -> default, for the DAG itself.
 DAG_VARIABLES = {
-    "TAXI_PIPELINE_SCHEDULE": "@daily",  # a cron expression, an Airflow preset, or None (manual only)
-    "TAXI_PIPELINE_RETRIES": "2",  # per task
-    "TAXI_PIPELINE_RETRY_DELAY_MINUTES": "5",
+    PREFIX + "SCHEDULE": "@daily",  # a cron expression, an Airflow preset, or None (manual only)
+    PREFIX + "RETRIES": "2",  # per task
+    PREFIX + "RETRY_DELAY_MINUTES": "5",
+}
+# Earlier names, still read: each TAXI_PIPELINE_X for PIPELINE_X, and the AUC floor for the gate.
+LEGACY_NAMES = {
+    **{LEGACY_PREFIX + name[len(PREFIX):]: name
+       for name in [*CONFIG_VARIABLES, BEAM_MODE_VARIABLE, BEAM_ARGS_VARIABLE, *DAG_VARIABLES]},
+    LEGACY_PREFIX + "AUC_FLOOR": PREFIX + "GATE_THRESHOLD",
 }
 # Airflow's schedule presets (airflow.utils.dates.cron_presets, plus @once and @continuous, which are
 # not cron); any other string Airflow hands to croniter.
 AIRFLOW_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly",
                    "@yearly")
-PATH_FIELDS = ("data_root", "output_dir", "serving_dir")
+PATH_FIELDS = ("spec_dir", "data_root", "output_dir", "serving_dir")
 # Scheduling starts from here; with catchup off only the latest interval runs.
 START_DATE = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -78,48 +104,58 @@ def schedule(value: str) -> Optional[str]:
     return value
 
 
+def _variables(environ: Mapping[str, str]) -> Dict[str, Tuple[str, str]]:
+    """Variable -> (the name it was set under, its value), for every set variable; a current name
+    wins over its earlier spelling."""
+    found = {LEGACY_NAMES[name]: (name, value) for name, value in environ.items()
+             if name in LEGACY_NAMES and value}
+    found.update({name: (name, value) for name, value in environ.items()
+                  if value and (name in CONFIG_VARIABLES or name in DAG_VARIABLES
+                                or name in (BEAM_MODE_VARIABLE, BEAM_ARGS_VARIABLE))})
+    return found
+
+
 def config_from_env(environ: Mapping[str, str]) -> PipelineConfig:
     """The PipelineConfig the CLI would build from the same settings."""
     home = environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    kwargs = {field: _parse(name, environ[name], parser)
-              for name, (field, parser) in CONFIG_VARIABLES.items() if environ.get(name)}
-    kwargs.setdefault("data_root", default_data_root())
-    extra = _parse(BEAM_ARGS_VARIABLE, environ.get(BEAM_ARGS_VARIABLE, ""), shlex.split)
+    variables = _variables(environ)
+    kwargs = {field: _parse(*variables[name], parser)
+              for name, (field, parser) in CONFIG_VARIABLES.items() if name in variables}
+    mode_name, mode = variables.get(BEAM_MODE_VARIABLE, (BEAM_MODE_VARIABLE, None))
+    extra = _parse(*variables.get(BEAM_ARGS_VARIABLE, (BEAM_ARGS_VARIABLE, "")), shlex.split)
     try:
-        kwargs["beam_args"] = with_worker_setup(beam_args_for(environ.get(BEAM_MODE_VARIABLE) or None,
-                                                              extra))
+        kwargs["beam_args"] = with_worker_setup(beam_args_for(mode, extra))
     except ValueError as e:
-        raise ConfigError(f"{e} ({BEAM_MODE_VARIABLE}={environ.get(BEAM_MODE_VARIABLE)!r})") from e
+        raise ConfigError(f"{e} ({mode_name}={mode!r})") from e
     for field in PATH_FIELDS:
-        path = kwargs.get(field, getattr(PipelineConfig, field, None))
-        if "://" not in path:
-            kwargs[field] = os.path.join(home, path)  # no-op for an absolute path
+        if field in kwargs and "://" not in kwargs[field]:
+            kwargs[field] = os.path.join(home, kwargs[field])  # no-op for an absolute path
+    for field in ("output_dir", "serving_dir"):  # their defaults are relative too
+        kwargs.setdefault(field, os.path.join(home, getattr(PipelineConfig, field)))
+    given = ", ".join(f"{name}={value!r}" for name, value in variables.values())
     try:
+        config = PipelineConfig(**kwargs)
         # As the CLI does: span-<N>/ directories in a local data root mean span-versioned input.
-        kwargs["span_versioned"] = spans.is_span_versioned(kwargs["data_root"])
+        return dataclasses.replace(config, span_versioned=spans.is_span_versioned(config.data_root))
     except spans.SpanLayoutError as e:
-        raise ConfigError(f"{e} (TAXI_PIPELINE_DATA_ROOT)") from e
-    try:
-        return PipelineConfig(**kwargs)
+        raise ConfigError(f"{e} ({PREFIX}DATA_ROOT)") from e
     except ValueError as e:
-        given = ", ".join(f"{name}={environ[name]!r}" for name in CONFIG_VARIABLES
-                          if environ.get(name))
-        raise ConfigError(f"{e} (from the environment: {given or 'no TAXI_PIPELINE_* set'})") from e
+        raise ConfigError(f"{e} (from the environment: {given or f'no {PREFIX}* set'})") from e
 
 
 def dag_settings(environ: Mapping[str, str]) -> dict:
     """Keyword arguments for airflow.models.DAG."""
-    values = {name: environ.get(name) or default for name, default in DAG_VARIABLES.items()}
+    variables = _variables(environ)
+    values = {name: variables.get(name, (name, default)) for name, default in DAG_VARIABLES.items()}
     return {
-        "schedule": _parse("TAXI_PIPELINE_SCHEDULE", values["TAXI_PIPELINE_SCHEDULE"], schedule),
+        "schedule": _parse(*values[PREFIX + "SCHEDULE"], schedule),
         "start_date": START_DATE,
         "catchup": False,
         # Runs on one output directory must not overlap (one SQLite metadata store).
         "max_active_runs": 1,
         "default_args": {
-            "retries": _parse("TAXI_PIPELINE_RETRIES", values["TAXI_PIPELINE_RETRIES"], int),
+            "retries": _parse(*values[PREFIX + "RETRIES"], int),
             "retry_delay": datetime.timedelta(minutes=_parse(
-                "TAXI_PIPELINE_RETRY_DELAY_MINUTES",
-                values["TAXI_PIPELINE_RETRY_DELAY_MINUTES"], float)),
+                *values[PREFIX + "RETRY_DELAY_MINUTES"], float)),
         },
     }

@@ -5,7 +5,7 @@ Each component is one Airflow task (task id = component id). To deploy, install 
 
     from pipeline.airflow_dag import dag  # noqa: F401
 
-Settings come from TAXI_PIPELINE_* environment variables (pipeline/airflow_config.py), read whenever
+Settings come from PIPELINE_* environment variables (pipeline/airflow_config.py), read whenever
 Airflow parses the DAG.
 """
 import os

@@ -4,10 +4,12 @@ Airflow runs in subprocesses with a throwaway AIRFLOW_HOME (SQLite), as in a fre
 dags folder holds the documented one-line file.
 """
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,8 +21,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
 from pipeline.airflow_config import START_DATE, ConfigError, config_from_env, dag_settings
-from pipeline.config import (BEAM_MODES, DEFAULT_BEAM_ARGS, PipelineConfig, default_data_root,
-                             with_worker_setup)
+from pipeline.config import (BEAM_MODES, DEFAULT_BEAM_ARGS, DEFAULT_SPEC_DIR, PipelineConfig,
+                             default_data_root, with_worker_setup)
 from pipeline.pipeline import create_pipeline
 from tests.conftest import cli_env, require_extra
 
@@ -115,6 +117,28 @@ def test_unset_variables_keep_the_cli_s_defaults(tmp_path):
     settings = dag_settings({})
     assert settings["schedule"] == "@daily" and settings["catchup"] is False
     assert settings["default_args"] == {"retries": 2, "retry_delay": datetime.timedelta(minutes=5)}
+
+
+def test_every_setting_of_the_config_has_a_variable_named_after_it_and_the_old_names_still_work(
+        tmp_path):
+    from pipeline.airflow_config import CONFIG_VARIABLES, LEGACY_NAMES  # pylint: disable=import-outside-toplevel
+
+    settable = {f.name for f in dataclasses.fields(PipelineConfig)} - {"span_versioned", "beam_args"}
+    assert {field for field, _ in CONFIG_VARIABLES.values()} == settable
+    assert CONFIG_VARIABLES["PIPELINE_TRAIN_STEPS"][0] == "train_steps"
+    spec_copy = tmp_path / "spec"
+    shutil.copytree(DEFAULT_SPEC_DIR, spec_copy)
+    config = config_from_env({"AIRFLOW_HOME": str(tmp_path), "PIPELINE_SPEC_DIR": "spec",
+                              "PIPELINE_GATE_THRESHOLD": "0.9", "PIPELINE_ACCEPT_DRIFT": "true",
+                              "TAXI_PIPELINE_TRAIN_STEPS": "7", "PIPELINE_EPOCHS": "3",
+                              "TAXI_PIPELINE_EPOCHS": "9"})
+    assert config.spec_dir == str(spec_copy)  # relative to AIRFLOW_HOME
+    assert (config.gate_threshold, config.accept_drift, config.train_steps) == (0.9, True, 7)
+    assert config.epochs == 3  # the current name wins over the earlier one
+    assert LEGACY_NAMES["TAXI_PIPELINE_AUC_FLOOR"] == "PIPELINE_GATE_THRESHOLD"
+    with pytest.raises(ConfigError, match=r"PIPELINE_ACCEPT_DRIFT='maybe' is not a valid _boolean: "
+                                          r"use true or false"):
+        config_from_env({"PIPELINE_ACCEPT_DRIFT": "maybe"})
 
 
 def test_remote_paths_and_beam_args_pass_through():
