@@ -45,7 +45,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
-        "airflow": ["apache-airflow==2.11.0"],
+        # croniter: pipeline/airflow_config.py validates schedules as Airflow does.
+        "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
         "kfp": ["kfp==2.5.0"],
     },
     entry_points={"console_scripts": ["taxi-pipeline=pipeline.cli:main"]},
