@@ -47,6 +47,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+        # croniter: pipeline/airflow_config.py validates schedules as Airflow does.
         "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
         "kfp": ["kfp==2.5.0"],
     },
