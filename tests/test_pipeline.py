@@ -177,7 +177,7 @@ def test_a_code_edit_changes_the_keys_of_exactly_the_components_that_run_it(
 @pytest.mark.slow
 def test_a_real_re_run_after_an_edit_re_runs_exactly_the_components_that_run_the_edited_code(
         tmp_path, small_data_root):
-    """The CLI run from a copy of the project, edited between runs (~80 s: 20 training steps)."""
+    """The CLI run from a copy of the project, edited between runs (~90 s: 20 training steps)."""
     project = tmp_path / "project"
     for name in sorted(fingerprints.PROJECT_PACKAGES) + ["schemas"]:
         shutil.copytree(os.path.join(PROJECT_ROOT, name), project / name,
