@@ -46,7 +46,9 @@ setup(
         "requests==2.34.2",
     ],
     extras_require={
+        # palmerpenguins: the multiclass example table of the any-table tests and `make quality`.
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6"],
+        # croniter: pipeline/airflow_config.py validates schedules as Airflow does.
         "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
         "kfp": ["kfp==2.5.0"],
     },

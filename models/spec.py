@@ -200,7 +200,7 @@ class DatasetSpec:
     def to_json(self) -> str:
         """Canonical JSON of the spec: what the Transform and Trainer components receive (so the
         cache key follows the spec's content)."""
-        return json.dumps(self.to_mapping(), sort_keys=True)
+        return json.dumps(self.to_mapping())  # declaration order: the model is built in it
 
 
 def load(directory: str) -> DatasetSpec:

@@ -53,9 +53,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     StatisticsGen and Trainer produce anything new, so they still see the previous data's statistics
     and the last blessed model.
     """
-    # Each custom piece of code gets `code_sha256`: a fingerprint of the project files it runs, so
-    # an edit re-runs the components that run the edited file, and only those (see
-    # components/fingerprints.py). TFX's own components need none: requirements.lock pins them.
+    # Every component that runs the project's code gets `code_sha256`, a fingerprint of the project
+    # files that code imports, so an edit re-runs the components that run the edited file, and only
+    # those (components/fingerprints.py). The other TFX components run TFX's code alone (pinned by
+    # requirements.lock; the Evaluator's config is a parameter already); resolvers are never cached.
     code = fingerprints.code_sha256
     # The dataset spec travels as data: what preprocessing_fn and run_fn build from, and a cache key.
     dataset_spec = {SPEC_KEY: config.spec.to_json()}

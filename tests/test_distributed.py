@@ -94,13 +94,23 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
     assert len(weights[0].files) == len(weights[1].files) > 0
     for key in weights[0].files:
         np.testing.assert_allclose(weights[0][key], weights[1][key], rtol=1e-5, atol=1e-6)
-    # Training moved every weight away from where run_fn started: the model its seed builds.
-    tf.keras.utils.set_random_seed(SEED)
-    initial = trainer.build_model(TAXI_SPEC).get_weights()
-    assert len(initial) == len(weights[0].files)
-    for index, start in enumerate(initial):
-        trained = weights[0][f"arr_{index}"]
-        assert trained.shape == start.shape and not np.allclose(trained, start), f"weight {index}"
+    trained = [weights[0][f"arr_{index}"] for index in range(len(weights[0].files))]
+
+    def initial_weights(seed):
+        tf.keras.utils.set_random_seed(seed)
+        return trainer.build_model(TAXI_SPEC).get_weights()
+
+    def squared_distance(a, b):
+        return sum(float(np.sum((x - y) ** 2)) for x, y in zip(a, b))
+
+    start = initial_weights(SEED)
+    assert [w.shape for w in trained] == [w.shape for w in start]
+    # run_fn started from the model its seed builds (far nearer to it than to another seed's)...
+    near, far = squared_distance(trained, start), squared_distance(trained, initial_weights(SEED + 1))
+    assert near < far / 4, (near, far)
+    # ...and training moved every weight away from there.
+    for index, (after, before) in enumerate(zip(trained, start)):
+        assert not np.allclose(after, before), f"weight {index} did not move in training"
 
     # The chief (worker 0) wrote the model; the other worker's temporary copy is gone.
     assert (serving_dir / "saved_model.pb").is_file()

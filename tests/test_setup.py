@@ -73,11 +73,17 @@ def _installed_owners(modules):
     return owners
 
 
+def _declared(kwargs):
+    """Every distribution setup.py names: install_requires and the extras (code that runs only
+    with an extra, e.g. the Airflow settings, may import what that extra installs)."""
+    requirements = list(kwargs["install_requires"])
+    for extra in kwargs["extras_require"].values():
+        requirements += extra
+    return requirements
+
+
 def test_every_imported_distribution_is_declared():
-    kwargs = _setup_kwargs()
-    # An extra's package counts where only that extra's code imports it (croniter: the Airflow DAG).
-    declared = {canonicalize_name(Requirement(r).name)
-                for r in kwargs["install_requires"] + sum(kwargs["extras_require"].values(), [])}
+    declared = {canonicalize_name(Requirement(r).name) for r in _declared(_setup_kwargs())}
     modules = imported_modules()
     owners = _installed_owners(modules)
     undeclared = {}
@@ -85,7 +91,7 @@ def test_every_imported_distribution_is_declared():
         assert module in owners, f"no installed distribution provides {module} ({sorted(files)})"
         if not owners[module] & declared:
             undeclared[module] = (sorted(owners[module]), sorted(files))
-    assert not undeclared, ("imported but not in setup.py's install_requires or extras (module: its "
+    assert not undeclared, ("imported but not in setup.py (module: its "
                             f"distributions, importing files): {undeclared}")
 
 
@@ -99,12 +105,8 @@ def test_the_scan_finds_direct_imports():
 
 
 def test_every_pin_matches_the_lock():
-    kwargs = _setup_kwargs()
     lock = _lock_versions()
-    requirements = list(kwargs["install_requires"])
-    for extra in kwargs["extras_require"].values():
-        requirements += extra
-    for line in requirements:
+    for line in _declared(_setup_kwargs()):
         requirement = Requirement(line)
         (spec,) = requirement.specifier
         assert spec.operator == "==", f"{line}: pin it exactly (requirements.lock has every version)"

@@ -17,7 +17,7 @@ TAXI = spec_lib.load(DEFAULT_SPEC_DIR)
 def _write(tmp_path, values, schema=False):
     directory = tmp_path / "spec"
     directory.mkdir(exist_ok=True)
-    (directory / spec_lib.SPEC_FILE).write_text(yaml.safe_dump(values))
+    (directory / spec_lib.SPEC_FILE).write_text(yaml.safe_dump(values, sort_keys=False))
     if schema:
         shutil.copy(TAXI.schema_path, directory / spec_lib.SCHEMA_FILE)
     return str(directory)

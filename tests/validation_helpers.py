@@ -7,16 +7,16 @@ from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
-from components.fingerprints import file_sha256
+from components.fingerprints import code_sha256, file_sha256
 from components.schema_importer import ImportCuratedSchema
 from tests.conftest import TAXI_SPEC
 from tests.conftest import write_csv
 
 
 def run_component(component, inputs, outputs=None, **exec_properties):
-    """Runs a TFX component's executor in this process, as TFX's launcher calls it."""
-    # The project's components take a code fingerprint for TFX's cache key; their executors ignore it.
-    exec_properties.setdefault("code_sha256", "a cache key only")
+    """Runs a project component's executor in this process, as TFX's launcher calls it, with the code
+    fingerprint create_pipeline passes it."""
+    exec_properties.setdefault("code_sha256", code_sha256(component.__module__))
     component.EXECUTOR_SPEC.executor_class().Do(inputs, outputs or {}, exec_properties)
 
 
