@@ -92,7 +92,8 @@ def test_responses_have_tf_servings_shapes():
     assert tensors.predict_response(two, columnar=False) == {
         "predictions": [{"p": 0.2, "q": 1}, {"p": 0.7, "q": 2}]}
     assert tensors.predict_response(two, columnar=True) == {"outputs": {"p": [0.2, 0.7], "q": [1, 2]}}
-    assert tensors.classify_response(np.array([0.25])) == {"results": [[["0", 0.75], ["1", 0.25]]]}
+    assert tensors.classify_response(tensors.class_scores({"p": np.array([0.25])}, 1, "s")) == {
+        "results": [[["0", 0.75], ["1", 0.25]]]}
     assert tensors.dumps({"v": float("nan")}) == b'{"v":NaN}'
 
 
@@ -117,3 +118,21 @@ def test_model_errors_read_as_one_line():
     message = tensors.model_error(error.value)
     assert message.startswith("The model rejected the input: ") and "Key: fare" in message
     assert "\n" not in message and "[Op:" not in message and "Detected at node" not in message
+
+
+def test_classify_answers_a_multiclass_model_s_classes_with_their_probabilities():
+    outputs = {"classes": np.array([[b"Adelie", b"Chinstrap", b"Gentoo"]] * 2),
+               "probabilities": np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)}
+    scores = tensors.class_scores(outputs, 2, "serving_default")
+    assert [[label for label, _ in row] for row in scores] == [["Adelie", "Chinstrap", "Gentoo"]] * 2
+    np.testing.assert_allclose([[s for _, s in row] for row in scores], outputs["probabilities"])
+    assert tensors.classify_response(scores)["results"][1][2][0] == "Gentoo"
+
+
+def test_classify_of_one_probability_is_the_two_classes_and_regress_needs_one_value():
+    (row,) = tensors.class_scores({"probability": np.array([0.25], np.float32)}, 1, "s")
+    assert row == [("0", 0.75), ("1", 0.25)]
+    with pytest.raises(tensors.RequestError, match=r"returns 3 values per example; regress here needs one"):
+        tensors.single_values({"probabilities": np.zeros((2, 3))}, 2, "s", "regress")
+    with pytest.raises(tensors.RequestError, match=r"has outputs a, b: classify here needs a single"):
+        tensors.class_scores({"a": np.zeros(2), "b": np.zeros(2)}, 2, "s")

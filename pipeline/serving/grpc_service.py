@@ -120,32 +120,32 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable = _servable(self.registry, request.model_spec)
         signature = _signature(servable, request.model_spec.signature_name)
         input_name = tensors.single_string_input(signature)
-        if input_name is None or len(signature.outputs) != 1:
+        if input_name is None:
             raise tensors.RequestError(
-                f"{verb} needs a signature with one string input (serialized tf.Examples) and one "
-                f"output; {signature.name} has inputs {', '.join(sorted(signature.inputs))} and "
-                f"outputs {', '.join(signature.outputs)}")
+                f"{verb} needs a signature with one string input (serialized tf.Examples); "
+                f"{signature.name} has inputs {', '.join(sorted(signature.inputs))}")
         examples = _examples(request.input)
         if not examples:
             raise tensors.RequestError("No examples in the request")
         outputs = await self._call(servable, signature, {input_name: np.array(examples, dtype=object)})
-        return servable, signature, np.asarray(outputs[signature.outputs[0]]).reshape(len(examples))
+        return servable, signature, outputs, len(examples)
 
     async def Classify(self, request, context):  # noqa: N802
         async def work():
-            servable, signature, scores = await self._scores(request, "Classify")
+            servable, signature, outputs, rows = await self._scores(request, "Classify")
             response = classification_pb2.ClassificationResponse()
             _fill_spec(response.model_spec, servable, signature.name)
-            for p in scores:
+            for row in tensors.class_scores(outputs, rows, signature.name):
                 classes = response.result.classifications.add().classes
-                classes.add(label="0", score=float(1.0 - p))
-                classes.add(label="1", score=float(p))
+                for label, score in row:
+                    classes.add(label=label, score=score)
             return response
         return await self._answer("classify", context, work)
 
     async def Regress(self, request, context):  # noqa: N802
         async def work():
-            servable, signature, values = await self._scores(request, "Regress")
+            servable, signature, outputs, rows = await self._scores(request, "Regress")
+            values = tensors.single_values(outputs, rows, signature.name, "Regress")
             response = regression_pb2.RegressionResponse()
             _fill_spec(response.model_spec, servable, signature.name)
             for value in values:

@@ -91,20 +91,14 @@ def create_app(registry: Registry, batcher: Batcher, max_request_bytes: int) -> 
             raise tensors.RequestError(
                 f"Signature {signature.name} takes {', '.join(sorted(signature.inputs))}, not serialized "
                 f"tf.Examples: {verb} needs a signature with one string input (e.g. serving_default)")
-        if len(signature.outputs) != 1:
-            raise tensors.RequestError(
-                f"Signature {signature.name} has outputs {', '.join(signature.outputs)}: {verb} here "
-                "needs a single output (a probability or a value per example)")
         examples = tensors.examples_from_classify(doc)
         outputs = await batcher.call(servable, signature.name,
                                      {input_name: np.array(examples, dtype=object)}, len(examples))
-        values = np.asarray(outputs[signature.outputs[0]]).reshape(len(examples), -1)
-        if values.shape[1] != 1:
-            raise tensors.RequestError(f"Signature {signature.name} returns {values.shape[1]} values per "
-                                       f"example; {verb} here needs one")
         if verb == "classify":
-            return tensors.classify_response(values[:, 0])
-        return {"results": tensors.predict_response({"v": values[:, 0]}, columnar=True)["outputs"]}
+            return tensors.classify_response(
+                tensors.class_scores(outputs, len(examples), signature.name))
+        values = tensors.single_values(outputs, len(examples), signature.name, verb)
+        return {"results": tensors.predict_response({"v": values}, columnar=True)["outputs"]}
 
     async def models(request: Request) -> Response:
         path = request.path_params["path"]

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import re
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -288,10 +288,41 @@ def predict_response(outputs: Mapping[str, np.ndarray], columnar: bool) -> Dict[
     return {"predictions": [{name: values[name][i] for name in names} for i in range(rows)]}
 
 
-def classify_response(probabilities: np.ndarray) -> Dict[str, Any]:
-    """Binary classification results in TF Serving's shape: per example [["0", 1-p], ["1", p]]."""
-    scores = _json_value(np.asarray(probabilities, dtype=np.float32).reshape(-1), "")
-    return {"results": [[["0", _complement(p)], ["1", p]] for p in scores]}
+def class_scores(outputs: Mapping[str, np.ndarray], rows: int, signature: str
+                 ) -> List[List[Tuple[str, float]]]:
+    """Per example, (class, score) pairs as TF Serving's Classify answers them: a multiclass model's
+    `classes` with its `probabilities`; for one probability per example, "0" (1-p) and "1" (p)."""
+    if "classes" in outputs and "probabilities" in outputs:
+        classes = np.asarray(outputs["classes"]).reshape(rows, -1)
+        scores = np.asarray(outputs["probabilities"], dtype=np.float32).reshape(rows, -1)
+        return [[(_text(c), float(p)) for c, p in zip(row_classes, row_scores)]
+                for row_classes, row_scores in zip(classes, scores)]
+    probabilities = single_values(outputs, rows, signature, "classify")
+    return [[("0", _complement(float(p))), ("1", float(p))]
+            for p in np.asarray(probabilities, dtype=np.float32)]
+
+
+def single_values(outputs: Mapping[str, np.ndarray], rows: int, signature: str, verb: str) -> np.ndarray:
+    """The one value per example of a one-output signature (a probability, a regression value)."""
+    if len(outputs) != 1:
+        raise RequestError(f"Signature {signature} has outputs {', '.join(sorted(outputs))}: {verb} "
+                           "here needs a single output (a probability or a value per example), or "
+                           "classes and probabilities")
+    values = np.asarray(next(iter(outputs.values()))).reshape(rows, -1)
+    if values.shape[1] != 1:
+        raise RequestError(f"Signature {signature} returns {values.shape[1]} values per example; "
+                           f"{verb} here needs one")
+    return values[:, 0]
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def classify_response(scores: List[List[Tuple[str, float]]]) -> Dict[str, Any]:
+    """Classification results in TF Serving's JSON shape: per example [[class, score], ...]."""
+    return {"results": [[[label, _json_value(np.float32(score), "")] for label, score in row]
+                        for row in scores]}
 
 
 def _complement(p: float) -> float:
