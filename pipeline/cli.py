@@ -298,15 +298,16 @@ def rollback(spec_dir, serving_dir, model_name):
               help="kubeflow: a Kubeflow Pipelines v2 / Vertex AI pipeline spec (needs the [kfp] extra).")
 @click.option("--image", required=True,
               help="Container image every component runs in (built from the repo's Dockerfile).")
-@click.option("--output", "output_path", type=click.Path(dir_okay=False), default="taxi_pipeline.json",
+@click.option("--output", "output_path", type=click.Path(dir_okay=False), default="pipeline.json",
               show_default=True,
               help=".json: a PipelineJob (Vertex AI); .yaml: a PipelineSpec (Kubeflow Pipelines).")
 @click.option("--pipeline-root", default="pipeline_output", show_default=True,
-              help="Where the components write artifacts, e.g. gs://bucket/taxi.")
+              help="Where the components write artifacts, e.g. gs://bucket/flights.")
 @click.option("--serving-dir", default="serving_model", show_default=True,
               help="Blessed models are pushed to <serving-dir>/<model-name>/<version>/, e.g. gs://...")
 @click.option("--data-root", default=None,
-              help="Default of the `data_root` pipeline parameter. Default: the taxi sample in the image.")
+              help="Default of the `data_root` pipeline parameter. Default: the spec's, as seen in "
+                   "the image.")
 @click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
               show_default=True, help="Default of the `train_steps` pipeline parameter.")
 @click.option("--model-name", default=None, help="Default: the spec's label name.")

@@ -17,7 +17,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         bound = "lower_bound" if gated.higher_is_better else "upper_bound"
         threshold.value_threshold.CopyFrom(
             tfma.GenericValueThreshold(**{bound: {"value": gate.threshold}}))
-    # Gate on the overall slice only: small slices (e.g. payment_type=Dispute) have too few examples,
+    # Gate on the overall slice only: small slices (a rare category's) have too few examples,
     # or only one class, for a floor to mean anything.
     overall_gate = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
                                                  threshold=threshold)]

@@ -36,7 +36,7 @@ def image_data_root(spec_dir: str) -> str:
 def compile_pipeline(config: PipelineConfig, image: str, output_path: str) -> str:
     """Writes the spec to `output_path`: `.json` a PipelineJob (Vertex), `.yaml` a PipelineSpec."""
     output_path = os.path.abspath(output_path)
-    # Kubeflow names allow [a-z0-9-] only: taxi_big_tipper -> taxi-big-tipper.
+    # Kubeflow names allow [a-z0-9-] only: flights_delayed -> flights-delayed.
     config = dataclasses.replace(
         config, pipeline_name=re.sub(r"[^a-z0-9-]", "-", config.pipeline_name.lower()))
     tfx_pipeline = create_pipeline(config, kubeflow=True)
@@ -54,7 +54,8 @@ def compile_pipeline(config: PipelineConfig, image: str, output_path: str) -> st
     os.makedirs(os.path.dirname(output_path), exist_ok=True)
     # TFX's own writer: JSON as is, YAML as the bare PipelineSpec with KFP's comment header.
     kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # pylint: disable=protected-access
-        job, f"{config.pipeline_name}: taxi CSV to a validated, evaluated, pushed model.",
+        job, f"{config.pipeline_name}: a CSV table to a validated, evaluated, pushed "
+             f"{config.spec.task.task} model.",
         output_path)
     return output_path
 

@@ -27,7 +27,7 @@ class RunSummary:
     run_id: str
     components: List[ComponentRun]
     started_ms: int = 0  # when the run's context was created, ms since the epoch
-    # slice name ("Overall", "payment_type=Cash", ...) -> metric name -> value
+    # slice name ("Overall", "island=Dream", ...) -> metric name -> value
     metrics: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
     blessed: Optional[bool] = None
     blessing_failures: List[str] = dataclasses.field(default_factory=list)
