@@ -78,6 +78,14 @@ class Task:
     def tfma_metrics(self) -> Tuple[str, ...]:
         raise NotImplementedError
 
+    def tfma_per_class_metrics(self) -> Tuple[Tuple[str, dict], ...]:
+        """(TFMA class, its config) computed per class (binarized), overall and per slice."""
+        return ()
+
+    def tfma_configured_metrics(self) -> Tuple[Tuple[str, dict], ...]:
+        """(TFMA or Keras metric class, its config) computed on the whole output."""
+        return ()
+
     @property
     def prediction_key(self) -> str:
         """The served output TFMA evaluates."""
@@ -192,6 +200,14 @@ class Multiclass(Task):
 
     def tfma_metrics(self):
         return ("ExampleCount", "SparseCategoricalAccuracy", "MultiClassConfusionMatrixPlot")
+
+    def tfma_per_class_metrics(self):
+        return (("Precision", {}), ("Recall", {}))
+
+    def tfma_configured_metrics(self):
+        # Top-2 accuracy: whether the right class is among the two most likely (3+ classes).
+        return (("SparseTopKCategoricalAccuracy", {"k": 2, "name": "top_2_accuracy"}),) if (
+            len(self.classes) > 2) else ()
 
     @property
     def gated_metric(self):

@@ -1,4 +1,6 @@
 """The Evaluator's TFMA config: the task's metrics, the spec's slices and the blessing thresholds."""
+import json
+
 import tensorflow_model_analysis as tfma
 
 from pipeline.config import PipelineConfig
@@ -24,6 +26,13 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     metrics = [tfma.MetricConfig(class_name=name,
                                  per_slice_thresholds=overall_gate if name == gated.tfma_class else None)
                for name in spec.task.tfma_metrics()]
+    metrics += [_metric(name, config) for name, config in spec.task.tfma_configured_metrics()]
+    metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+    per_class = spec.task.tfma_per_class_metrics()
+    if per_class:
+        metrics_specs.append(tfma.MetricsSpec(
+            metrics=[_metric(name, config) for name, config in per_class],
+            binarize=tfma.BinarizationOptions(class_ids={"values": list(range(spec.task.units))})))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default",
                                     label_key=spec.transformed_label,
@@ -31,6 +40,10 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                                     preprocessing_function_names=["transform_features"])],
         slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key])
                                               for key in spec.slices],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        metrics_specs=metrics_specs,
         # The model's compiled Keras metrics would repeat the task's metrics, slower.
         options=tfma.Options(include_default_metrics={"value": False}))
+
+
+def _metric(name: str, config: dict) -> tfma.MetricConfig:
+    return tfma.MetricConfig(class_name=name, **({"config": json.dumps(config)} if config else {}))
