@@ -148,7 +148,7 @@ def in_process(model_dir, rows, n):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("serving_dir", nargs="?", default=os.path.join(REPO, "serving_model"))
-    parser.add_argument("--model-name", default=PipelineConfig.model_name)
+    parser.add_argument("--model-name", default=PipelineConfig().model_name)
     parser.add_argument("--requests", type=int, default=1000, help="sequential single requests")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each throughput run")

@@ -218,7 +218,7 @@ def test_a_real_re_run_after_an_edit_re_runs_exactly_the_components_that_run_the
         result = subprocess.run(cli_command(*args), cwd=project, env=cli_env(), capture_output=True,
                                 text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
-        summary = summarize(str(output / "metadata.sqlite"), PipelineConfig.pipeline_name)
+        summary = summarize(str(output / "metadata.sqlite"), PipelineConfig().pipeline_name)
         return {c.name for c in summary.components if c.state == "ran" and "resolver" not in c.name}
 
     assert "Transform" in run_after_editing()
