@@ -9,8 +9,12 @@ load numeric names), then renames the finished version into place. Outputs are T
 
 The rename is atomic on a local or POSIX filesystem (one volume). Object stores (gs://, s3://) have no
 atomic directory rename; there TF Serving's own rule (saved_model.pb is written last) still applies.
+
+A push killed mid-copy leaves its staging directory behind; the staging name carries the host and the
+process id, and the next push on the same host removes staging directories whose process is gone.
 """
 import os
+import socket
 import uuid
 
 from absl import logging
@@ -26,6 +30,34 @@ STAGING_PREFIX = ".incoming-"
 _DESTINATION_KEY = standard_component_specs.PUSH_DESTINATION_KEY
 
 
+def staging_name(pid: int) -> str:
+    """`.incoming-<host>-<pid>-<random>`: who is copying, so a later push can tell it was abandoned."""
+    return f"{STAGING_PREFIX}{socket.gethostname()}-{pid}-{uuid.uuid4().hex}"
+
+
+def _is_abandoned(name: str) -> bool:
+    """A staging directory of a process on this host that no longer exists."""
+    owner = name[len(STAGING_PREFIX):].rpartition("-")[0]  # <host>-<pid>
+    host, _, pid = owner.rpartition("-")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's (a shared volume), or not named by staging_name()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return False
+
+
+def remove_abandoned_staging(base: str) -> None:
+    for name in fileio.listdir(base) if fileio.isdir(base) else []:
+        name = name.rstrip("/")
+        if name.startswith(STAGING_PREFIX) and _is_abandoned(name):
+            logging.info("Removing %s, left by a push that was killed.", name)
+            fileio.rmtree(os.path.join(base, name))
+
+
 class Executor(pusher_executor.Executor):
     """TFX's Pusher executor, copying into `<base>/.incoming-<id>/<version>/` and renaming into place."""
 
@@ -36,7 +68,8 @@ class Executor(pusher_executor.Executor):
             super().Do(input_dict, output_dict, exec_properties)
             return
         base = destination.filesystem.base_directory
-        staging = os.path.join(base, STAGING_PREFIX + uuid.uuid4().hex)
+        remove_abandoned_staging(base)
+        staging = os.path.join(base, staging_name(os.getpid()))
         destination.filesystem.base_directory = staging
         try:
             super().Do(input_dict, output_dict,

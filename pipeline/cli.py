@@ -185,8 +185,9 @@ def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, e
             _error("[bold red]Bad input data[/] (nothing was trained or pushed): "
                    f"{escape(str(cause))}")
             sys.exit(EXIT_BAD_INPUT)
-        _error(f"[bold red]Pipeline failed[/] in {outcome.failed_component or 'a component'}: "
-               f"{type(cause).__name__}: {escape(str(cause))}\n"
+        where = (f"in {outcome.failed_component}" if outcome.failed_component else
+                 "in a component" if outcome.summary is not None else "before it started")
+        _error(f"[bold red]Pipeline failed[/] {where}: {type(cause).__name__}: {escape(str(cause))}\n"
                "Re-run with --verbose for the full logs.")
         sys.exit(EXIT_FAILED)
     console.print(f"Finished in {elapsed:.1f} s.")

@@ -5,6 +5,7 @@ import os
 import time
 from typing import Optional
 
+import ml_metadata as mlmd
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from components.data_gate import DataValidationError
@@ -48,15 +49,25 @@ def _run_unlocked(config: PipelineConfig) -> RunOutcome:
         LocalDagRunner().run(create_pipeline(config))
     except Exception as e:  # pylint: disable=broad-except  (reported with the run summary)
         error = e
-    try:
-        summary = summarize(config.metadata_path, config.pipeline_name)
-    except (FileNotFoundError, LookupError):
-        summary = None
+    summary = _read_summary(config, error)
     if summary is not None and summary.started_ms < started_ms:
         summary = None  # this invocation failed before recording a run; that one is an older run
     failed = next((c.name for c in summary.components if c.state in ("failed", "running")),
                   None) if summary else None
     return RunOutcome(summary=summary, error=error, failed_component=failed)
+
+
+def _read_summary(config: PipelineConfig, error: Optional[BaseException]) -> Optional[RunSummary]:
+    """The latest run in the store; None if there is none, or if the run failed on a store that
+    cannot be read (corrupt, or from another ML Metadata version): its error says why."""
+    try:
+        return summarize(config.metadata_path, config.pipeline_name)
+    except (FileNotFoundError, LookupError):
+        return None
+    except (RuntimeError, mlmd.errors.StatusError):  # ML Metadata could not open or query the store
+        if error is None:
+            raise
+        return None
 
 
 def write_record(config: PipelineConfig, outcome: RunOutcome) -> str:

@@ -18,7 +18,7 @@ from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.dsl.io import filesystem
 from tfx.types import standard_artifacts, standard_component_specs
 
-from components.atomic_pusher import STAGING_PREFIX, AtomicPusher, Executor
+from components.atomic_pusher import STAGING_PREFIX, AtomicPusher, Executor, staging_name
 from pipeline.serving_dir import versions
 
 # Big enough that copying it takes many of the reader's polls.
@@ -175,6 +175,24 @@ def test_a_failed_copy_leaves_no_version_and_no_staging_dir(trained_model, tmp_p
         _push(Executor(), broken, tmp_path, base=base)
     assert versions(base) == []
     assert os.listdir(base) == []
+
+
+def test_a_push_removes_staging_dirs_of_killed_pushes_only(trained_model, tmp_path):
+    """A push killed mid-copy leaves its staging directory; the next push removes it, but not one
+    a live process is still copying into, nor another machine's (a shared volume)."""
+    base = tmp_path / "serving" / "big_tipper"
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    abandoned = base / staging_name(gone.pid) / "1796000000"
+    abandoned.mkdir(parents=True)
+    (abandoned / "saved_model.pb").write_bytes(b"half a model")
+    live = base / staging_name(os.getpid())
+    elsewhere = base / f"{STAGING_PREFIX}another-machine-{gone.pid}-{'0' * 32}"
+    for directory in (live, elsewhere):
+        directory.mkdir()
+    pushed, _ = _push(Executor(), trained_model, tmp_path, base=str(base))
+    version = pushed.get_string_custom_property("pushed_version")
+    assert sorted(os.listdir(base)) == sorted([version, live.name, elsewhere.name])
 
 
 def test_component_is_tfx_pusher_with_the_atomic_executor(tmp_path):

@@ -102,3 +102,11 @@ def test_a_malformed_span_layout_exits_2_naming_the_directory(tmp_path):
                                        str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "mixes span directories" in result.output and str(tmp_path) in result.output
+
+
+def test_summary_and_runs_without_a_metadata_store_exit_1_naming_it(tmp_path):
+    for command in ("summary", "runs"):
+        result = CliRunner().invoke(main, [command, "--output-dir", str(tmp_path)])
+        assert result.exit_code == 1, result.output
+        assert f"No metadata store at {tmp_path / 'metadata.sqlite'}" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)

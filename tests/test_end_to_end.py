@@ -2,19 +2,21 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from click.testing import CliRunner
 
 import models  # noqa: F401  (Keras 2 and the custom layers, for load_model)
 from models.raw_examples import column_types, to_tf_examples
-from tests.conftest import TAXI_SPEC
+from pipeline.cli import main
 from pipeline.run_summary import summarize
 from pipeline.serving import client
-from tests.conftest import run_cli, write_csv
+from tests.conftest import TAXI_SPEC, run_cli, write_csv
 
 TYPES = client.serving_column_types(TAXI_SPEC)
 
@@ -27,19 +29,41 @@ def _label(row):
     return float(row["tips"]) > 0.2 * float(row["fare"])  # schemas/taxi: tips > 0.2 * fare
 
 
+def _args(data_root, root):
+    return ["--data-root", data_root, "--output-dir", str(root / "out"),
+            "--serving-dir", str(root / "serving"), "--train-steps", "300", "--eval-steps", "10"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, everyday_data_root):
+    """Two runs on the same data: the first pushes, the second is cached. Tests only read what these
+    left; a test that runs the pipeline again does so on its own copy (`after_runs`)."""
     root = tmp_path_factory.mktemp("e2e")
-    args = ["--data-root", everyday_data_root, "--output-dir", str(root / "out"),
-            "--serving-dir", str(root / "serving"), "--train-steps", "300", "--eval-steps", "10"]
+    args = _args(everyday_data_root, root)
     push_dir = root / "serving" / "big_tipper"
+    metadata = str(root / "out" / "metadata.sqlite")
     first = run_cli(*args)
     assert first.returncode == 0, first.stdout + first.stderr
+    first_id = summarize(metadata, PIPELINE_NAME).run_id
     versions_first = sorted(os.listdir(push_dir))
     second = run_cli(*args)
     assert second.returncode == 0, second.stdout + second.stderr
-    return {"root": root, "args": args, "first": first, "second": second, "push_dir": push_dir,
+    return {"root": root, "first": first, "second": second, "push_dir": push_dir,
+            "metadata": metadata, "first_id": first_id,
+            "second_id": summarize(metadata, PIPELINE_NAME).run_id,
             "versions_first": versions_first, "versions_second": sorted(os.listdir(push_dir))}
+
+
+@pytest.fixture
+def after_runs(runs, tmp_path, everyday_data_root):
+    """The state the two shared runs left, for one test to run the pipeline on: a copy of the
+    metadata store (the artifacts it names stay where the shared runs wrote them, and no run
+    rewrites an artifact) and of the serving directory."""
+    (tmp_path / "out").mkdir()
+    shutil.copy(runs["metadata"], tmp_path / "out" / "metadata.sqlite")
+    shutil.copytree(runs["root"] / "serving", tmp_path / "serving")
+    return {"args": _args(everyday_data_root, tmp_path), "push_dir": tmp_path / "serving" / "big_tipper",
+            "metadata": str(tmp_path / "out" / "metadata.sqlite")}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +130,7 @@ def test_pushed_model_loads_as_a_keras_model(pushed):
 
 
 def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
-    summary = summarize(str(runs["root"] / "out" / "metadata.sqlite"), PIPELINE_NAME)
+    summary = summarize(runs["metadata"], PIPELINE_NAME, runs["second_id"])
     states = {c.name: c.state for c in summary.components}
     # A resolver has no executor and is never cached: it re-queries MLMD (milliseconds).
     assert states.pop("latest_blessed_model_resolver") == "ran"
@@ -116,25 +140,46 @@ def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
     assert "nothing new pushed" in runs["second"].stdout
 
 
+def _records(runs):
+    """The run records, by run id."""
+    records = [json.loads(p.read_text()) for p in (runs["root"] / "out" / "runs").glob("*.json")]
+    return {r["run_id"]: r for r in records}
+
+
 def test_every_run_leaves_a_record_and_the_runs_command_lists_them(runs):
-    records_dir = runs["root"] / "out" / "runs"
-    records = [json.loads(p.read_text()) for p in sorted(records_dir.glob("*.json"))]
-    assert len(records) >= 2
-    first = min(records, key=lambda r: r["started_ms"])
+    records = _records(runs)
+    assert set(records) == {runs["first_id"], runs["second_id"]}
+    first, second = records[runs["first_id"]], records[runs["second_id"]]
     assert first["blessed"] is True and first["pushed_this_run"] is True
     assert first["data"]["input_fingerprint"] and first["metrics"]["Overall"]["auc"] > 0.85
     assert {c["name"] for c in first["components"]} >= {"Transform", "Trainer", "Evaluator"}
+    assert second["pushed_this_run"] is False and second["pushed_path"] == first["pushed_path"]
+    assert first["error"] is second["error"] is None
     listing = subprocess.run([sys.executable, "-m", "pipeline", "runs", "--output-dir",
                               str(runs["root"] / "out")], capture_output=True, text=True,
                              timeout=300)
     assert listing.returncode == 0, listing.stderr
-    assert first["run_id"] in listing.stdout
+    assert first["run_id"] in listing.stdout and second["run_id"] in listing.stdout
+
+
+def test_summary_command_prints_the_latest_or_a_given_run(runs):
+    out = str(runs["root"] / "out")
+    pushed_path = _records(runs)[runs["first_id"]]["pushed_path"]
+    latest = CliRunner().invoke(main, ["summary", "--output-dir", out])
+    assert latest.exit_code == 0, latest.output
+    assert f"Run {runs['second_id']}" in latest.output
+    assert "Nothing changed, nothing new pushed" in latest.output and pushed_path in latest.output
+    first = CliRunner().invoke(main, ["summary", "--output-dir", out, "--run-id", runs["first_id"]])
+    assert first.exit_code == 0, first.output
+    assert f"Run {runs['first_id']}" in first.output
+    assert "Evaluation (eval split)" in first.output and "payment_type=Cash" in first.output
+    assert "Model blessed" in first.output and "Serving check passed" in first.output
+    assert f"Pushed {pushed_path}" in first.output
 
 
 def test_serving_check_served_the_candidate_before_the_push(runs):
     """The first run's candidate went through `pipeline serve` and matched its in-process answers."""
-    records = [json.loads(p.read_text()) for p in (runs["root"] / "out" / "runs").glob("*.json")]
-    first = min(records, key=lambda r: r["started_ms"])
+    first = _records(runs)[runs["first_id"]]
     check = first["serving_check"]
     assert check["blessed"] == 1 and check["reason"] == "", check
     assert check["examples"] == 100 and check["max_abs_diff"] <= 1e-5
@@ -143,38 +188,38 @@ def test_serving_check_served_the_candidate_before_the_push(runs):
     assert order.index("Evaluator") < order.index("ServingCheck") < order.index("Pusher")
 
 
-def test_serving_check_blocks_the_push_when_serving_is_too_slow(runs):
+def test_serving_check_blocks_the_push_when_serving_is_too_slow(runs, after_runs):
     """An impossible latency bound (10 microseconds over HTTP): the model is blessed and serves the
     right answers, the check blocks the push and says why; the run itself succeeds."""
-    result = run_cli(*runs["args"], "--serving-check-max-p50-ms", "0.01")
+    result = run_cli(*after_runs["args"], "--serving-check-max-p50-ms", "0.01")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Model blessed" in result.stdout
     assert "Push blocked by the serving check" in result.stdout
     assert "over the limit of 0.01 ms" in result.stdout
-    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
-    summary = summarize(str(runs["root"] / "out" / "metadata.sqlite"), PIPELINE_NAME)
+    assert sorted(os.listdir(after_runs["push_dir"])) == runs["versions_first"]
+    summary = summarize(after_runs["metadata"], PIPELINE_NAME)
     states = {c.name: c.state for c in summary.components}
     assert states["ServingCheck"] == "ran" and states["Trainer"] == "cached"
     assert summary.serving_check["blessed"] == 0 and summary.pushed_path is None
 
 
-def test_a_weaker_model_than_the_blessed_one_is_not_pushed(runs):
+def test_a_weaker_model_than_the_blessed_one_is_not_pushed(runs, after_runs):
     """One training step after a good model: the summary names the failed metric and slice."""
-    result = run_cli(*runs["args"], "--train-steps", "1", "--epochs", "1")
+    result = run_cli(*after_runs["args"], "--train-steps", "1", "--epochs", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Model not blessed" in result.stdout
     assert "auc change vs baseline on Overall" in result.stdout
     assert "no-regression check" in result.stdout
-    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
+    assert sorted(os.listdir(after_runs["push_dir"])) == runs["versions_first"]
 
 
-def test_unblessed_model_is_a_normal_outcome(runs):
+def test_unblessed_model_is_a_normal_outcome(runs, after_runs):
     """An impossible AUC floor: the Evaluator refuses, nothing is pushed, and the run still succeeds."""
-    result = run_cli(*runs["args"], "--auc-floor", "0.999")
+    result = run_cli(*after_runs["args"], "--auc-floor", "0.999")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Model not blessed" in result.stdout and "auc on Overall" in result.stdout
     assert "serving check" not in result.stdout.lower()  # skipped: nothing to serve
-    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
+    assert sorted(os.listdir(after_runs["push_dir"])) == runs["versions_first"]
 
 
 BAD_INPUTS = {
@@ -249,17 +294,17 @@ def test_an_unseen_category_in_most_rows_stops_the_run(tmp_path, taxi_rows):
     assert not (tmp_path / "serving").exists()
 
 
-def test_drift_from_the_previous_data_stops_the_run(runs, tmp_path, everyday_data_root):
+def test_drift_from_the_previous_data_stops_the_run(runs, after_runs, tmp_path, everyday_data_root):
     """Same output directory, new data: every trip paid in cash moves payment_type far past the
     schema's L-infinity threshold, though each value is valid on its own."""
     with open(os.path.join(everyday_data_root, "data.csv"), newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         fieldnames, rows = reader.fieldnames, [dict(r, payment_type="Cash") for r in reader]
     write_csv(str(tmp_path / "drifted" / "data.csv"), fieldnames, rows)
-    args = list(runs["args"])
+    args = list(after_runs["args"])
     args[args.index("--data-root") + 1] = str(tmp_path / "drifted")
     result = run_cli(*args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "drifted from the previous run's data" in result.stderr
     assert "column 'payment_type'" in result.stderr
-    assert sorted(os.listdir(runs["push_dir"])) == runs["versions_first"]
+    assert sorted(os.listdir(after_runs["push_dir"])) == runs["versions_first"]
