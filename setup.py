@@ -34,6 +34,7 @@ setup(
         "grpcio==1.85.1",
         "protobuf==3.20.3",
         "numpy==1.26.4",
+        "pandas==1.5.3",
         "absl-py==1.4.0",
         "click==8.5.1",
         "rich==13.9.4",
