@@ -112,8 +112,13 @@ def test_killed_runs_resume_from_the_last_finished_component(tmp_path, small_dat
     assert _process(server) is None, "the serving check's model server outlived the killed run"
     assert not (tmp_path / "serving").exists()
 
-    # Killed in the Pusher as soon as it writes into the serving directory (its staging directory):
-    # no version appears, whole or partial.
+    # Killed in the Pusher while it copies into the serving directory (its staging directory): no
+    # version appears, whole or partial. A model big enough that the copy takes a while makes the
+    # kill land inside it whatever the machine's load (a 1 MB model copies in a few milliseconds,
+    # which a busy machine's poll can miss).
+    (model,) = summarize(metadata_path, PIPELINE_NAME).component("Trainer").outputs["model"]
+    with open(os.path.join(model.uri, "Format-Serving", "padding.bin"), "wb") as f:
+        f.write(os.urandom(128 << 20))
     written = _kill_when(lambda _: os.path.isdir(push_dir) and os.listdir(push_dir), args,
                          poll_seconds=0.001)
     states = _states(metadata_path)
