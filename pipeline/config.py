@@ -63,7 +63,10 @@ def absolute(path: str) -> str:
 
 def default_data_root(spec_dir: str = DEFAULT_SPEC_DIR) -> str:
     """The data root the dataset spec names (`data_root:`); SpecError if it names none."""
-    spec = load_spec(spec_dir)
+    return _spec_data_root(load_spec(spec_dir))
+
+
+def _spec_data_root(spec: DatasetSpec) -> str:
     root = spec.resolved_data_root()
     if root is None:
         raise SpecError(f"{spec.spec_path} has no data_root: pass --data-root, or add "
@@ -118,7 +121,7 @@ class PipelineConfig:
         spec = load_spec(self.spec_dir)
         object.__setattr__(self, "_spec", spec)
         if self.data_root is None:
-            object.__setattr__(self, "data_root", default_data_root(self.spec_dir))
+            object.__setattr__(self, "data_root", _spec_data_root(spec))
         object.__setattr__(self, "pipeline_name",
                            self.pipeline_name or f"{spec.name}_{spec.label.name}")
         object.__setattr__(self, "model_name", self.model_name or spec.label.name)
