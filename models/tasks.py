@@ -26,6 +26,17 @@ class GatedMetric:
             raise ValueError(f"a threshold on {self.name} must be {allowed}, got {value:g}")
 
 
+def label_string(value: str) -> str:
+    """A label cell as the spec names values: stripped, integers pandas wrote as 8.0 (a column with
+    gaps) are 8; what `_as_label_strings` does to the parsed column."""
+    value = value.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() else value
+
+
 def _as_label_strings(value: tf.Tensor) -> tf.Tensor:
     """Label values as the strings the spec names them by: integers without ".0", strings stripped."""
     if value.dtype == tf.string:

@@ -12,6 +12,7 @@ import os
 from typing import Iterable, List, Optional, Sequence
 
 from models.spec import DatasetSpec
+from models.tasks import label_string
 from pipeline import spans
 
 MAX_REPORTED_PROBLEMS = 5
@@ -59,16 +60,6 @@ def _is_finite_number(value: str) -> bool:
         return False
 
 
-def _label_string(value: str) -> str:
-    """A label cell as the spec names classes: integers written 8.0 (pandas, with gaps) are 8."""
-    value = value.strip()
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return str(int(number)) if number.is_integer() else value
-
-
 def check_csv_file(path: str, spec: DatasetSpec) -> DataCheck:
     """Counts the file's data rows and warns of unknown columns; raises InputDataError if unusable."""
     required_columns: Sequence[str] = spec.required_columns
@@ -107,7 +98,7 @@ def check_csv_file(path: str, spec: DatasetSpec) -> DataCheck:
                 if label is not None and not row[label].strip():
                     problems.append(f"line {reader.line_num}, column '{spec.label.column}': the label "
                                     "is empty (a row without a label cannot be trained on; drop it)")
-                elif label is not None and not spec.task.is_known_label(_label_string(row[label])):
+                elif label is not None and not spec.task.is_known_label(label_string(row[label])):
                     problems.append(
                         f"line {reader.line_num}, column '{spec.label.column}': label "
                         f"{row[label].strip()!r} is not one of the spec's classes "

@@ -45,17 +45,11 @@ class Column:
         self.numeric = bool(len(self.present)) and not numbers.isna().any()
         self.numbers = numbers if self.numeric else None
         self.integral = self.numeric and bool((numbers == numbers.round()).all())
-        self.distinct = int(self.present.map(self.label_string).nunique())
+        self.distinct = int(self.present.map(tasks_lib.label_string).nunique())
 
     @property
     def missing_share(self) -> float:
         return 1.0 - len(self.present) / max(1, len(self.values))
-
-    def label_string(self, value: str) -> str:
-        """A cell as the spec names values: integers pandas wrote as 8.0 are 8."""
-        if self.integral:
-            return str(int(float(value)))
-        return value.strip()
 
 
 @dataclasses.dataclass
@@ -105,7 +99,7 @@ def infer_task(label: Column, task: Optional[str]) -> Tuple[str, str]:
 
 def positive_class(label: Column, given: Optional[str]) -> Tuple[str, str, str]:
     """(positive, negative, why) for a binary label."""
-    counts = label.present.map(label.label_string).value_counts()
+    counts = label.present.map(tasks_lib.label_string).value_counts()
     values = list(counts.index)
     if given is not None:
         matches = [v for v in values if v.lower() == str(given).lower()]
@@ -209,7 +203,7 @@ def infer(data_root: str, label: str, task: Optional[str] = None,
         label_spec.update(positive=positive, negative=negative)
         decisions.append(Decision(label, f"positive class {positive!r}", why))
     elif task == "multiclass":
-        label_spec["classes"] = sorted(label_column.present.map(label_column.label_string).unique())
+        label_spec["classes"] = sorted(label_column.present.map(tasks_lib.label_string).unique())
     if label_column.missing_share:
         decisions.append(Decision(label, "warning", f"{len(label_column.values) - len(label_column.present)} "
                                   "rows have no label; the input checks refuse them: drop them"))
