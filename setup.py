@@ -1,6 +1,7 @@
 """Installs the project's packages: pipeline (DAG, config, CLI), models (features, layers, trainer), components.
 
-Direct dependencies only; `requirements.lock` pins every transitive package (see the Makefile's `lock`).
+Direct dependencies only; `requirements-3.X.lock` pins every transitive package for Python 3.X (see the
+Makefile's `lock`).
 """
 from setuptools import find_packages, setup
 
@@ -8,15 +9,17 @@ setup(
     name="taxi-tfx-pipeline",
     version="0.1.0",
     description="A production TFX pipeline: taxi CSV to a validated, evaluated, TF-Serving-ready model.",
-    python_requires=">=3.9,<3.11",
+    # 3.11 too, although tfx and ml-pipelines-sdk 1.16 declare <3.11: the Makefile installs those two
+    # past that bound (see its `install`); every other pinned package has cp311 wheels.
+    python_requires=">=3.9,<3.12",
     # `schemas` (no __init__.py) is listed so a non-editable install, e.g. in the container image,
     # carries the dataset specs (schemas/<dataset>/dataset.yaml + schema.pbtxt) next to the packages,
     # where pipeline/config.py looks for them.
     packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*",
                                     "components", "components.*"]) + ["schemas"],
     package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"]},
-    # Every distribution the packages import directly, at requirements.lock's version
-    # (tests/test_setup.py checks both), even those another pin already pulls in.
+    # Every distribution the packages import directly, at the locks' version (tests/test_setup.py
+    # checks both), even those another pin already pulls in; a marker where the Pythons differ.
     install_requires=[
         "tfx==1.16.0",
         "tfx-bsl==1.16.1",
@@ -32,7 +35,8 @@ setup(
         "ml-metadata==1.16.0",
         "tensorflow-serving-api==2.16.1",
         "grpcio==1.85.1",
-        "protobuf==3.20.3",
+        "protobuf==3.20.3; python_version < '3.11'",
+        "protobuf==4.25.8; python_version >= '3.11'",
         "numpy==1.26.4",
         "pandas==1.5.3",
         "absl-py==1.4.0",
@@ -51,7 +55,7 @@ setup(
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6"],
         # croniter: pipeline/airflow_config.py validates schedules as Airflow does.
         "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
-        "kfp": ["kfp==2.5.0"],
+        "kfp": ["kfp==2.5.0; python_version < '3.11'", "kfp==2.6.0; python_version >= '3.11'"],
     },
     entry_points={"console_scripts": ["taxi-pipeline=pipeline.cli:main"]},
 )
