@@ -4,7 +4,12 @@
 # The compiled spec starts each component as
 #   python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor ...
 # (ExampleGen through TFX's file_based_example_gen driver), so the image needs no entrypoint of its own.
-FROM python:3.10-slim
+#
+# Python 3.11 (python:3.11-slim, on Debian 12): the image is what runs in production, and 3.10 gets no
+# security fixes since October 2026. A spec compiled with either Python runs in it (the spec names TFX
+# executors and their serialized arguments, nothing version-specific). pipeline/kubeflow.py's
+# IMAGE_PYTHON must name the same version (a compiled `package:` data root points into its site-packages).
+FROM python:3.11-slim
 
 # Keras 2: TFT and TFMA 1.16 need it, and it must be set before TensorFlow first loads. TFX's
 # entrypoint imports TensorFlow before any project code runs, so the variable lives in the image.
@@ -14,8 +19,12 @@ ENV TF_USE_LEGACY_KERAS=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The locked set first, in its own layer: it stays cached while only the project's code changes.
-COPY requirements.lock /tmp/requirements.lock
-RUN pip install pip==24.2 && pip install -r /tmp/requirements.lock && rm /tmp/requirements.lock
+# tfx and ml-pipelines-sdk 1.16.0 declare Requires-Python <3.11: those two alone are installed past
+# that bound first, without dependencies, as `make install` does (see the Makefile).
+COPY requirements-3.11.lock /tmp/requirements.lock
+RUN pip install pip==24.2 \
+ && pip install --no-deps --ignore-requires-python -c /tmp/requirements.lock tfx ml-pipelines-sdk \
+ && pip install -r /tmp/requirements.lock && rm /tmp/requirements.lock
 
 # The project as an installed (non-editable) package, schemas/ included; the source is not kept, so
 # components import exactly what was installed.

@@ -18,9 +18,10 @@ from models.spec import load as load_spec
 from pipeline.config import PipelineConfig, default_data_root
 from pipeline.pipeline import create_pipeline
 
-# Where an image built from the repo's Dockerfile (python:3.10-slim) installs packages: a spec's
-# `data_root: package:<pkg>/<path>` is there in the image.
-IMAGE_SITE_PACKAGES = "/usr/local/lib/python3.10/site-packages"
+# The Python of the image the repo's Dockerfile builds (python:3.11-slim), and where it installs
+# packages: a spec's `data_root: package:<pkg>/<path>` is there in the image.
+IMAGE_PYTHON = "3.11"
+IMAGE_SITE_PACKAGES = f"/usr/local/lib/python{IMAGE_PYTHON}/site-packages"
 # Pipeline parameters a run can set (Vertex: PipelineJob(parameter_values=...)).
 RUNTIME_PARAMETERS = ("data_root", "train_steps")
 

@@ -158,8 +158,8 @@ def test_compile_command_writes_a_spec_kfp_s_client_loads(tmp_path):
     text = output.read_text()
     assert "# Name: taxi-big-tipper" in text  # Kubeflow names allow [a-z0-9-] only
     assert "#  train_steps: int [Default: 77]" in text
-    image_root = ("/usr/local/lib/python3.10/site-packages/tfx/examples/chicago_taxi_pipeline/data/"
-                  "simple")  # the spec's `package:tfx/...` data root, inside the image
+    image_root = (f"/usr/local/lib/python{kubeflow.IMAGE_PYTHON}/site-packages/tfx/examples/"
+                  "chicago_taxi_pipeline/data/simple")  # the spec's `package:tfx/...` data root, in the image
     assert kubeflow.image_data_root(DEFAULT_SPEC_DIR) == image_root
     assert f"#  data_root: str [Default: '{image_root}']" in text
     # What kfp.Client().create_run_from_pipeline_package does with a .yaml file.
@@ -193,21 +193,29 @@ def _dockerfile_instructions():
 
 def test_dockerfile_installs_the_lock_then_the_project_and_selects_keras_2():
     instructions = _dockerfile_instructions()
-    assert instructions[0] == "FROM python:3.10-slim"
-    # A spec's `package:` data root is looked up where that base image installs packages.
-    assert kubeflow.IMAGE_SITE_PACKAGES == "/usr/local/lib/python3.10/site-packages"
+    assert instructions[0] == f"FROM python:{kubeflow.IMAGE_PYTHON}-slim"
+    # A spec's `package:` data root is looked up where that base image installs packages, and the
+    # image installs the lock of its own Python.
+    assert kubeflow.IMAGE_SITE_PACKAGES == f"/usr/local/lib/python{kubeflow.IMAGE_PYTHON}/site-packages"
+    assert any(re.match(rf"COPY requirements-{kubeflow.IMAGE_PYTHON}\.lock ", i) for i in instructions)
     env = next(i for i in instructions if i.startswith("ENV "))
     assert re.search(r"\bTF_USE_LEGACY_KERAS=1\b", env)
     runs = [i for i in instructions if i.startswith("RUN ")]
     lock = next(n for n, r in enumerate(runs) if re.search(r"pip install -r \S*requirements\.lock", r))
-    project = next(n for n, r in enumerate(runs) if "pip install --no-deps" in r)
+    # Only tfx and ml-pipelines-sdk skip the Requires-Python check, and before the lock.
+    past_bound = [r for r in runs if "--ignore-requires-python" in r]
+    assert len(past_bound) == 1 and runs.index(past_bound[0]) == lock
+    assert re.search(r"pip install --no-deps --ignore-requires-python -c \S+ tfx ml-pipelines-sdk\s+&&",
+                     runs[lock])
+    project = next(n for n, r in enumerate(runs)
+                   if re.search(r"pip install --no-deps (?!--ignore-requires-python)", r))
     assert lock < project
     assert "-e " not in runs[project]  # installed, not editable
     # Every setting that must reach TensorFlow is set before the first RUN that installs it.
     assert instructions.index(env) < instructions.index(runs[lock])
     with open(os.path.join(PROJECT_ROOT, ".dockerignore"), encoding="utf-8") as f:
         ignored = set(f.read().split())
-    assert {".venv", ".git", "pipeline_output", "serving_model"} <= ignored
+    assert {".venv", ".venv-*", ".lock-venv-*", ".git", "pipeline_output", "serving_model"} <= ignored
 
 
 @pytest.mark.slow  # importing the Vertex SDK alone takes ~10 s
