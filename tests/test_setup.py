@@ -184,7 +184,9 @@ def test_the_locks_differ_only_where_a_pin_or_a_marker_says():
 
 
 def _make(*args, os_release=None):
-    env = dict(os.environ, MAKEFLAGS="")
+    # Not what an enclosing `make test PYTHON=...` exports to its recipes.
+    env = {k: v for k, v in os.environ.items() if k not in {
+        "PYTHON", "PYTHON_CANDIDATES", "VENV", "OS_RELEASE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     if os_release:
         args += (f"OS_RELEASE={os_release}",)
     return subprocess.run(["make", "--no-print-directory", *args], cwd=PROJECT_ROOT, env=env,
