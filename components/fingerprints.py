@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 # Where the project's packages are: the source tree, or site-packages when installed (the image).
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The packages setup.py installs. What else a module imports (TFX, TensorFlow, ...) is pinned by
-# requirements.lock, not fingerprinted.
+# the lock (requirements-3.X.lock), not fingerprinted.
 PROJECT_PACKAGES = frozenset({"components", "models", "pipeline"})
 
 

@@ -56,7 +56,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     # Every component that runs the project's code gets `code_sha256`, a fingerprint of the project
     # files that code imports, so an edit re-runs the components that run the edited file, and only
     # those (components/fingerprints.py). The other TFX components run TFX's code alone (pinned by
-    # requirements.lock; the Evaluator's config is a parameter already); resolvers are never cached.
+    # requirements-3.X.lock; the Evaluator's config is a parameter already); resolvers are never cached.
     code = fingerprints.code_sha256
     # The dataset spec travels as data: what preprocessing_fn and run_fn build from, and a cache key.
     dataset_spec = {SPEC_KEY: config.spec.to_json()}
