@@ -5,7 +5,9 @@ SUPPORTED_PYTHONS := 3.10 3.11
 # The first of these that runs and can make a venv; 3.10 first: it is within TFX 1.16's own
 # Requires-Python, and an existing checkout keeps its .venv. `make run PYTHON=python3.11` picks 3.11.
 PYTHON_CANDIDATES ?= python3.10 python3.11
-PYTHON ?= $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell $(p) -c 'import ensurepip, venv' 2>/dev/null && echo $(p))))
+ifndef PYTHON
+PYTHON := $(firstword $(foreach p,$(PYTHON_CANDIDATES),$(shell $(p) -c 'import ensurepip, venv' 2>/dev/null && echo $(p))))
+endif
 PYTHON_VERSION := $(if $(PYTHON),$(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
 # One venv and one lock per Python version, so both can coexist; 3.10 keeps the original `.venv`.
 VENV ?= $(if $(filter 3.10,$(PYTHON_VERSION)),.venv,.venv-$(PYTHON_VERSION))
@@ -20,18 +22,18 @@ OS_RELEASE ?= /etc/os-release
 # Keras 2 for every process make starts (the packages set it too; this also covers pytest plugins).
 export TF_USE_LEGACY_KERAS := 1
 
-# Stops with the one command that installs a supported interpreter on this OS (3.11 where the OS
-# packages 3.11: 3.10 gets no security fixes since October 2026).
+# Stops with the one command that installs a supported interpreter on this OS: 3.11 (3.10 gets no
+# security fixes since October 2026), except where the OS itself ships 3.10.
 define NO_PYTHON
-{ . $(OS_RELEASE) 2>/dev/null; case "$$ID $$VERSION_ID" in \
+{ . $(OS_RELEASE) 2>/dev/null; want=3.11; case "$$ID $$VERSION_ID" in \
     "debian 12") fix="sudo apt install python3.11-venv";; \
-    "ubuntu 22.04") fix="sudo apt install python3.10-venv";; \
+    "ubuntu 22.04") want=3.10; fix="sudo apt install python3.10-venv";; \
     "ubuntu 24.04") fix="sudo add-apt-repository -y ppa:deadsnakes/ppa && sudo apt install -y python3.11-venv";; \
     *) fix="pyenv install 3.11";; \
   esac; \
   echo "Python 3.10 or 3.11 with venv is needed (TFX 1.16 has no packages for other versions);" \
        "found: $(if $(PYTHON),$(PYTHON) is $(or $(PYTHON_VERSION),not runnable),none of $(PYTHON_CANDIDATES))."; \
-  echo "Install Python 3.11: $$fix"; \
+  echo "Install Python $$want: $$fix"; \
   echo "Then run make again (or point it at an interpreter: make PYTHON=/path/to/python3.11)."; exit 1; }
 endef
 

@@ -198,7 +198,9 @@ def test_make_without_a_supported_python_names_the_one_to_install_and_how(tmp_pa
         'ID=ubuntu\nVERSION_ID="24.04"': "sudo add-apt-repository -y ppa:deadsnakes/ppa && "
                                           "sudo apt install -y python3.11-venv",
         'ID=debian\nVERSION_ID="12"': "sudo apt install python3.11-venv",
-        "ID=fedora": "pyenv install 3.11"}
+        "ID=fedora": "pyenv install 3.11",
+        # Its own python3 is 3.10, without venv.
+        'ID=ubuntu\nVERSION_ID="22.04"': "sudo apt install python3.10-venv"}
     for os_release, command in commands.items():
         path = tmp_path / "os-release"
         path.write_text(os_release + "\n")
@@ -206,7 +208,8 @@ def test_make_without_a_supported_python_names_the_one_to_install_and_how(tmp_pa
         assert result.returncode != 0
         assert "Python 3.10 or 3.11 with venv is needed" in result.stdout, result.stdout
         assert "found: none of python3.98 python3.99" in result.stdout
-        assert f"Install Python 3.11: {command}\n" in result.stdout, (os_release, result.stdout)
+        want = "3.10" if "22.04" in os_release else "3.11"
+        assert f"Install Python {want}: {command}\n" in result.stdout, (os_release, result.stdout)
     # An interpreter named with PYTHON= that does not run is refused the same way.
     result = _make("install", "PYTHON=/nonexistent/python3.11", os_release=path)
     assert result.returncode != 0
