@@ -58,11 +58,13 @@ DAG_VARIABLES = {
     PREFIX + "RETRIES": "2",  # per task
     PREFIX + "RETRY_DELAY_MINUTES": "5",
 }
-# Earlier names, still read: each TAXI_PIPELINE_X for PIPELINE_X, and the AUC floor for the gate.
+# Earlier names, still read: each TAXI_PIPELINE_X for PIPELINE_X, the AUC floor for the gate, and
+# EPOCHS for MAX_EPOCHS.
 LEGACY_NAMES = {
     **{LEGACY_PREFIX + name[len(PREFIX):]: name
        for name in [*CONFIG_VARIABLES, BEAM_MODE_VARIABLE, BEAM_ARGS_VARIABLE, *DAG_VARIABLES]},
     LEGACY_PREFIX + "AUC_FLOOR": PREFIX + "GATE_THRESHOLD",
+    LEGACY_PREFIX + "EPOCHS": PREFIX + "MAX_EPOCHS", PREFIX + "EPOCHS": PREFIX + "MAX_EPOCHS",
 }
 # Airflow's schedule presets (airflow.utils.dates.cron_presets, plus @once and @continuous, which are
 # not cron); any other string Airflow hands to croniter.

@@ -85,13 +85,15 @@ def main():
 @click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True,
               help="Blessed models are pushed to <serving-dir>/<model-name>/<version>/.")
 @click.option("--model-name", default=None, help="Default: the spec's label name.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
-              show_default=True)
+@click.option("--train-steps", type=click.IntRange(min=0), default=PipelineConfig.train_steps,
+              show_default=True, help="At most this many training steps; 0: as many as the epochs take.")
 @click.option("--eval-steps", type=click.IntRange(min=1), default=PipelineConfig.eval_steps,
-              show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=PipelineConfig.epochs, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=PipelineConfig.batch_size,
-              show_default=True)
+              show_default=True, help="Batches of the eval split that judge each epoch (early stopping).")
+@click.option("--max-epochs", "--epochs", "max_epochs", type=click.IntRange(min=1), default=None,
+              help="At most this many epochs (early stopping may end sooner). Default: the spec's "
+                   "training.max_epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Default: the spec's training.batch_size.")
 @click.option("--gate-threshold", "--auc-floor", "gate_threshold", type=float, default=None,
               help="Evaluator blesses only models at least this good on the task's metric (binary: "
                    "AUC; multiclass: accuracy; regression: at most this RMSE). Default: the spec's "
@@ -123,7 +125,7 @@ def main():
 @click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs,
+def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, max_epochs,
         batch_size, gate_threshold, span_window, distribution_strategy, accept_drift,
         serving_check_tolerance, serving_check_max_p50_ms, no_cache, beam_mode, beam_arg, verbose,
         print_config, beam_args):
@@ -137,7 +139,7 @@ def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, e
         span_versioned = True  # a malformed span layout; the input checks below report it
     config = _config(
         spec_dir=spec_dir, data_root=data_root, output_dir=output_dir, serving_dir=serving_dir,
-        model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
+        model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, max_epochs=max_epochs,
         batch_size=batch_size, gate_threshold=gate_threshold, span_versioned=span_versioned,
         span_window=span_window, distribution_strategy=distribution_strategy,
         accept_drift=accept_drift, serving_check_tolerance=serving_check_tolerance,
@@ -309,8 +311,9 @@ def rollback(spec_dir, serving_dir, model_name):
 @click.option("--data-root", default=None,
               help="Default of the `data_root` pipeline parameter. Default: the spec's, as seen in "
                    "the image.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
-              show_default=True, help="Default of the `train_steps` pipeline parameter.")
+@click.option("--train-steps", type=click.IntRange(min=0), default=PipelineConfig.train_steps,
+              show_default=True, help="Default of the `train_steps` pipeline parameter (a cap on "
+                                      "training steps; 0: none, training follows the data).")
 @click.option("--model-name", default=None, help="Default: the spec's label name.")
 @click.option("--gate-threshold", "--auc-floor", "gate_threshold", type=float, default=None,
               help="The Evaluator's threshold on the task's metric. Default: the spec's.")

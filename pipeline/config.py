@@ -95,10 +95,13 @@ class PipelineConfig:
     # ExampleGen's hash split, in buckets: train 4 : eval 1.
     train_buckets: int = 4
     eval_buckets: int = 1
-    train_steps: int = 500
+    # Training length follows the data (the spec's `training:`, models/trainer.py); `max_epochs` and
+    # `batch_size` override the spec's, `train_steps` caps the steps (0: no cap), and `eval_steps`
+    # batches of the eval split judge each epoch for early stopping.
+    train_steps: int = 0
     eval_steps: int = 50
-    epochs: int = 2
-    batch_size: int = 128
+    max_epochs: Optional[int] = None
+    batch_size: Optional[int] = None
     distribution_strategy: str = "default"
     # The Evaluator's gate on the task's metric (models/tasks.py: binary AUC, multiclass accuracy,
     # regression RMSE): a threshold (a floor, or a ceiling for RMSE) and the largest regression
@@ -127,8 +130,14 @@ class PipelineConfig:
         object.__setattr__(self, "model_name", self.model_name or spec.label.name)
         for name in ("data_root", "output_dir", "serving_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
-        if self.train_steps < 1 or self.eval_steps < 1 or self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("train_steps, eval_steps, epochs and batch_size must be positive.")
+        if self.train_steps < 0:
+            raise ValueError(f"train_steps must be at least 0 (0: no cap), got {self.train_steps}.")
+        if self.eval_steps < 1:
+            raise ValueError(f"eval_steps must be positive, got {self.eval_steps}.")
+        try:
+            _ = self.training  # validates the overrides
+        except ValueError as e:
+            raise ValueError(f"Training setting {e}.") from None
         if self.gate_threshold is not None:
             spec.task.gated_metric.check_threshold(self.gate_threshold)
         if self.gate_max_regression is not None and self.gate_max_regression < 0:
@@ -159,6 +168,18 @@ class PipelineConfig:
                             else self.gate_max_regression))
 
     @property
+    def training(self):
+        """The spec's training settings with this configuration's overrides."""
+        overrides = {name: getattr(self, name) for name in ("max_epochs", "batch_size")
+                     if getattr(self, name) is not None}
+        return dataclasses.replace(self.spec.training, **overrides)
+
+    @property
+    def run_spec(self) -> DatasetSpec:
+        """The spec as this run trains it: the training overrides applied."""
+        return dataclasses.replace(self.spec, training=self.training)
+
+    @property
     def schema_path(self) -> str:
         return self.spec.schema_path
 
@@ -177,5 +198,4 @@ class PipelineConfig:
 
     def trainer_config(self) -> dict:
         """Settings passed to `models.trainer.run_fn` through the Trainer's custom_config."""
-        return {"batch_size": self.batch_size, "epochs": self.epochs,
-                "distribution_strategy": self.distribution_strategy}
+        return {"distribution_strategy": self.distribution_strategy}

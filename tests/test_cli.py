@@ -72,7 +72,7 @@ def test_unknown_beam_mode_is_a_usage_error():
 
 
 def test_invalid_values_are_usage_errors():
-    result = CliRunner().invoke(main, ["run", "--train-steps", "0"])
+    result = CliRunner().invoke(main, ["run", "--train-steps", "-1"])
     assert result.exit_code == 2 and "--train-steps" in result.output
 
 

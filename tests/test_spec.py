@@ -73,6 +73,10 @@ def test_round_trip_keeps_every_declaration(tmp_path):
     (lambda v: v.update(slices=["weather"]), r"slices: 'weather' is not a column of this spec"),
     (lambda v: v.update(model={"hidden_units": [0]}), r"model: hidden_units: \[0\] must be"),
     (lambda v: v.update(model={"dropout": 0.1}), r"model: .*dropout.*allowed: hidden_units"),
+    (lambda v: v.update(training={"max_epochs": 0}), r"training: max_epochs: 0 must be a positive integer"),
+    (lambda v: v.update(training={"batch_size": 3.5}), r"training: batch_size: 3.5 must be a positive"),
+    (lambda v: v.update(training={"steps": 100}), r"training: .*steps.*allowed: batch_size, max_epochs, "
+                                                   r"patience"),
 ])
 def test_bad_specs_name_the_key_and_the_fix(tmp_path, edit, match):
     values = _taxi_values()
