@@ -18,9 +18,6 @@ from pipeline.config import PipelineConfig, beam_args_for, with_worker_setup
 
 PREFIX = "PIPELINE_"
 LEGACY_PREFIX = "TAXI_PIPELINE_"
-# PipelineConfig fields that are not settings of their own: derived from the data root, or built
-# from the Beam variables below.
-_DERIVED_FIELDS = ("span_versioned", "beam_args")
 
 
 def _boolean(value: str) -> bool:
@@ -38,8 +35,10 @@ def _settings() -> Dict[str, Tuple[str, Callable[[str], object]]]:
     """Variable -> (PipelineConfig field, parser of the field's type), for every setting field."""
     hints = typing.get_type_hints(PipelineConfig)
     variables = {}
+    # Every user setting (pipeline.config.setting); span_versioned is detected from the data root and
+    # beam_args built from the Beam variables below.
     for field in dataclasses.fields(PipelineConfig):
-        if field.name in _DERIVED_FIELDS:
+        if "help" not in field.metadata:
             continue
         kind = hints[field.name]
         kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # Optional[X]
