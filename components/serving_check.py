@@ -190,19 +190,24 @@ def check_model(model_path: str, serialized: Sequence[bytes], model_name: str, t
     A server that does not start, load the model or answer becomes a not-blessed result whose reason
     holds the server's last output lines; `server_log` keeps its whole output.
     """
-    model = tf.saved_model.load(model_path)
-    raw_instances, b64_instances = serving_requests(serialized, raw_input_spec(model))
-    expected = in_process_predictions(model, raw_instances, b64_instances)
     with tempfile.TemporaryDirectory(prefix="serving_check_") as serving_dir:
         io_utils.copy_dir(model_path, os.path.join(serving_dir, model_name, "1"))
         log_path = os.path.join(serving_dir, SERVER_LOG_FILE)
+        server = LocalServer(serving_dir, model_name, log_path, startup_timeout_s)
         try:
-            with LocalServer(serving_dir, model_name, log_path, startup_timeout_s) as server:
-                served, latencies = probe(server, raw_instances, b64_instances)
+            # The server starts (imports TensorFlow, loads the model) while this process computes
+            # the answers it must give: each takes seconds, and they use different cores.
+            server.launch()
+            model = tf.saved_model.load(model_path)
+            raw_instances, b64_instances = serving_requests(serialized, raw_input_spec(model))
+            expected = in_process_predictions(model, raw_instances, b64_instances)
+            server.wait_until_available()
+            served, latencies = probe(server, raw_instances, b64_instances)
         except ServingRuntimeError as e:
             return CheckResult(blessed=False, reason=f"the model server failed: {e}",
                                examples=len(serialized))
         finally:
+            server.stop()
             if server_log and os.path.exists(log_path):
                 io_utils.copy_file(log_path, server_log, overwrite=True)
     return verdict(served, expected, latencies, tolerance, max_p50_latency_ms)
