@@ -25,6 +25,7 @@ from tfx.utils import io_utils, path_utils
 
 from components.serving_runtime import LocalServer, ServingRuntimeError
 from models import missing_values
+from models.names import raw_input_name
 
 SPLIT = "eval"
 RAW_SIGNATURE = "serving_raw"
@@ -65,24 +66,26 @@ def serving_requests(serialized: Sequence[bytes], raw_spec: Dict[str, tf.TensorS
                      ) -> Tuple[List[dict], List[dict]]:
     """The same examples as TF Serving request instances: raw features, and base64 tf.Examples.
 
-    Only the columns the raw signature takes are sent (no label), as a client would. A missing value
-    is its column's marker (models/missing_values.py).
+    Only the columns the raw signature takes are sent (no label), as a client would, under the
+    signature's input names (models/names.py). A missing value is its column's marker
+    (models/missing_values.py).
     """
     raw_instances, b64_instances = [], []
     for record in serialized:
         example = tf.train.Example.FromString(record)
         feature = example.features.feature
+        column_of = {raw_input_name(column): column for column in feature}
         instance = {}
-        for column, spec in raw_spec.items():
-            value = _first_value(feature[column]) if column in feature else None
+        for name, spec in raw_spec.items():
+            value = _first_value(feature[column_of[name]]) if name in column_of else None
             if value is None:
-                instance[column] = missing_values.marker(spec.dtype)
+                instance[name] = missing_values.marker(spec.dtype)
             elif spec.dtype == tf.string:
-                instance[column] = value.decode("utf-8")
+                instance[name] = value.decode("utf-8")
             else:
-                instance[column] = float(value) if spec.dtype.is_floating else int(value)
+                instance[name] = float(value) if spec.dtype.is_floating else int(value)
         raw_instances.append(instance)
-        for column in set(feature) - set(raw_spec):
+        for column in set(feature) - {column_of[name] for name in raw_spec if name in column_of}:
             del feature[column]
         b64_instances.append({"b64": base64.b64encode(example.SerializeToString()).decode("ascii")})
     return raw_instances, b64_instances

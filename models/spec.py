@@ -34,6 +34,7 @@ import yaml
 from models import expression as expression_lib
 from models import kinds as kinds_lib
 from models import tasks as tasks_lib
+from models.names import safe_name
 
 SPEC_FILE = "dataset.yaml"
 SPEC_KEY = "dataset_spec"  # the Transform and Trainer custom_config key holding `to_json()`
@@ -281,6 +282,13 @@ def from_mapping(values: Any, directory: str) -> DatasetSpec:
         except (TypeError, ValueError) as e:
             fail(f"features.{feature_name}", str(e))
     _check_shares(features, fail)
+    seen: Dict[str, str] = {}
+    for feature in features:  # TensorFlow names replace what they cannot hold by "_"
+        other = seen.setdefault(safe_name(feature.name), feature.name)
+        if other != feature.name:
+            fail(f"features.{feature.name}", f"{feature.name!r} and {other!r} are the same name to "
+                                             f"TensorFlow ({safe_name(other)!r}); rename "
+                                             "one of the two features")
 
     label, task = _label(values["label"], fail)
     columns = {c for f in features for c in f.columns}
