@@ -25,6 +25,7 @@ from tfx.utils import io_utils, path_utils
 
 from components.serving_runtime import LocalServer, ServingRuntimeError
 from models import missing_values
+from models.names import raw_input_name
 
 SPLIT = "eval"
 RAW_SIGNATURE = "serving_raw"
@@ -65,24 +66,26 @@ def serving_requests(serialized: Sequence[bytes], raw_spec: Dict[str, tf.TensorS
                      ) -> Tuple[List[dict], List[dict]]:
     """The same examples as TF Serving request instances: raw features, and base64 tf.Examples.
 
-    Only the columns the raw signature takes are sent (no label), as a client would. A missing value
-    is its column's marker (models/missing_values.py).
+    Only the columns the raw signature takes are sent (no label), as a client would, under the
+    signature's input names (models/names.py). A missing value is its column's marker
+    (models/missing_values.py).
     """
     raw_instances, b64_instances = [], []
     for record in serialized:
         example = tf.train.Example.FromString(record)
         feature = example.features.feature
+        column_of = {raw_input_name(column): column for column in feature}
         instance = {}
-        for column, spec in raw_spec.items():
-            value = _first_value(feature[column]) if column in feature else None
+        for name, spec in raw_spec.items():
+            value = _first_value(feature[column_of[name]]) if name in column_of else None
             if value is None:
-                instance[column] = missing_values.marker(spec.dtype)
+                instance[name] = missing_values.marker(spec.dtype)
             elif spec.dtype == tf.string:
-                instance[column] = value.decode("utf-8")
+                instance[name] = value.decode("utf-8")
             else:
-                instance[column] = float(value) if spec.dtype.is_floating else int(value)
+                instance[name] = float(value) if spec.dtype.is_floating else int(value)
         raw_instances.append(instance)
-        for column in set(feature) - set(raw_spec):
+        for column in set(feature) - {column_of[name] for name in raw_spec if name in column_of}:
             del feature[column]
         b64_instances.append({"b64": base64.b64encode(example.SerializeToString()).decode("ascii")})
     return raw_instances, b64_instances
@@ -190,19 +193,24 @@ def check_model(model_path: str, serialized: Sequence[bytes], model_name: str, t
     A server that does not start, load the model or answer becomes a not-blessed result whose reason
     holds the server's last output lines; `server_log` keeps its whole output.
     """
-    model = tf.saved_model.load(model_path)
-    raw_instances, b64_instances = serving_requests(serialized, raw_input_spec(model))
-    expected = in_process_predictions(model, raw_instances, b64_instances)
     with tempfile.TemporaryDirectory(prefix="serving_check_") as serving_dir:
         io_utils.copy_dir(model_path, os.path.join(serving_dir, model_name, "1"))
         log_path = os.path.join(serving_dir, SERVER_LOG_FILE)
+        server = LocalServer(serving_dir, model_name, log_path, startup_timeout_s)
         try:
-            with LocalServer(serving_dir, model_name, log_path, startup_timeout_s) as server:
-                served, latencies = probe(server, raw_instances, b64_instances)
+            # The server starts (imports TensorFlow, loads the model) while this process computes
+            # the answers it must give: each takes seconds, and they use different cores.
+            server.launch()
+            model = tf.saved_model.load(model_path)
+            raw_instances, b64_instances = serving_requests(serialized, raw_input_spec(model))
+            expected = in_process_predictions(model, raw_instances, b64_instances)
+            server.wait_until_available()
+            served, latencies = probe(server, raw_instances, b64_instances)
         except ServingRuntimeError as e:
             return CheckResult(blessed=False, reason=f"the model server failed: {e}",
                                examples=len(serialized))
         finally:
+            server.stop()
             if server_log and os.path.exists(log_path):
                 io_utils.copy_file(log_path, server_log, overwrite=True)
     return verdict(served, expected, latencies, tolerance, max_p50_latency_ms)

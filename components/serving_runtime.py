@@ -75,6 +75,13 @@ class LocalServer:
         return f"{self.url}/v1/models/{self.model_name}"
 
     def start(self) -> "LocalServer":
+        """Launches the server and waits until it serves the model."""
+        self.launch()
+        self.wait_until_available()
+        return self
+
+    def launch(self) -> None:
+        """Starts the server process without waiting for it (see `wait_until_available`)."""
         ports = free_ports(2 if self.grpc else 1)
         self.rest_port, self.grpc_port = ports[0], (ports[1] if self.grpc else 0)
         self.command = [sys.executable, "-m", "pipeline", "serve", "--serving-dir", self.serving_dir,
@@ -86,12 +93,14 @@ class LocalServer:
                 self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=None if self.env is None else dict(self.env),
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+    def wait_until_available(self) -> None:
+        """Returns once the model is AVAILABLE; stops the server and raises if it never is."""
         try:
             self._wait_until_available()
         except BaseException:
             self.stop()
             raise
-        return self
 
     def __enter__(self) -> "LocalServer":
         return self.start()

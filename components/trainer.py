@@ -32,8 +32,9 @@ def fold_train_steps(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     if train_steps is None:
         return exec_properties
     # Kubeflow passes pipeline parameters as JSON numbers: 500 may arrive as 500.0.
-    if isinstance(train_steps, bool) or int(train_steps) != train_steps or train_steps < 1:
-        raise ValueError(f"train_steps must be a positive integer, got {train_steps!r}.")
+    # 0: no cap (TFX reads num_steps 0 as unset; models/trainer.py then sizes training by the data).
+    if isinstance(train_steps, bool) or int(train_steps) != train_steps or train_steps < 0:
+        raise ValueError(f"train_steps must be an integer >= 0 (0: no cap), got {train_steps!r}.")
     train_args = trainer_pb2.TrainArgs()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.TRAIN_ARGS_KEY], train_args)
     train_args.num_steps = int(train_steps)

@@ -17,14 +17,15 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import layers
+from models.names import safe_name
 
 
 def transformed_name(key: str) -> str:
-    return f"{key}_xf"
+    return f"{safe_name(key)}_xf"
 
 
 def bucket_name(key: str) -> str:
-    return f"{key}_bucket_xf"
+    return f"{safe_name(key)}_bucket_xf"
 
 
 def embedding_dim(num_ids: int) -> int:
@@ -185,7 +186,7 @@ class Numeric(Kind):
         return outputs
 
     def encode(self, inputs, shared, settings):
-        encoded = [tf.keras.layers.Reshape((1,), name=f"{self.name}_column")(
+        encoded = [tf.keras.layers.Reshape((1,), name=f"{safe_name(self.name)}_column")(
             inputs[transformed_name(self.name)])]
         if self.buckets:
             encoded.append(_own_embedding(bucket_name(self.name), self.buckets,
@@ -226,12 +227,12 @@ class Categorical(Kind):
         if self.share is None:
             ids = tft.compute_and_apply_vocabulary(value, top_k=self.top_k,
                                                    num_oov_buckets=self.oov_buckets,
-                                                   vocab_filename=self.name)
+                                                   vocab_filename=safe_name(self.name))
         else:
             members = shared.members(self.share)
             vocabulary = shared.get("categorical_vocabulary", self.share, lambda: tft.vocabulary(
                 tf.concat([clean_strings(inputs[m]) for m in members], axis=0), top_k=self.top_k,
-                vocab_filename=self.share))
+                vocab_filename=safe_name(self.share)))
             ids = tft.apply_vocabulary(value, vocabulary, num_oov_buckets=self.oov_buckets)
         return {transformed_name(self.name): ids}
 
@@ -240,7 +241,7 @@ class Categorical(Kind):
         if self.share is None:
             return [_own_embedding(transformed_name(self.name), self.num_ids, value)]
         layer = shared.get("embedding", self.share, lambda: layers.SharedEmbedding(
-            self.num_ids, settings.shared_embedding_dim, name=f"{self.share}_shared_embedding"))
+            self.num_ids, settings.shared_embedding_dim, name=f"{safe_name(self.share)}_shared_embedding"))
         return [layer(value)]
 
     def to_spec(self):
@@ -342,7 +343,7 @@ class Coordinates(Kind):
     def encode(self, inputs, shared, settings):
         def make():
             return layers.SharedEmbedding(self.num_ids, settings.shared_embedding_dim,
-                                          name=f"{self.share or self.name}_embedding")
+                                          name=f"{safe_name(self.share or self.name)}_embedding")
         layer = make() if self.share is None else shared.get("embedding", self.share, make)
         return [layer(inputs[transformed_name(self.name)])]
 

@@ -2,6 +2,7 @@
 import tensorflow as tf
 
 from models import kinds
+from models.names import safe_name
 from models.layers import DenseWithActivation, FeatureCross
 from models.spec import DatasetSpec
 
@@ -26,10 +27,10 @@ def build_model(spec: DatasetSpec, label_mean: float = 0.0, label_std: float = 1
     for i, units in enumerate(settings.hidden_units):
         deep = DenseWithActivation(units, activation="relu", name=f"deep_{i}")(deep)
     combined = tf.keras.layers.Concatenate(name="cross_and_deep")([crossed, deep])
-    output = spec.task.output(combined, f"{spec.label.name}_{spec.task.task}_head", label_mean,
-                              label_std)
+    label = safe_name(spec.label.name)
+    output = spec.task.output(combined, f"{label}_{spec.task.task}_head", label_mean, label_std)
 
-    model = tf.keras.Model(inputs=inputs, outputs=output, name=spec.label.name)
+    model = tf.keras.Model(inputs=inputs, outputs=output, name=label)
     model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate), loss=spec.task.loss(),
                   metrics=spec.task.keras_metrics())
     return model

@@ -3,7 +3,9 @@
 - `serving_default`: serialized tf.Examples (raw features, no label) -> the task's outputs
   (models/tasks.py; binary: `probability`).
 - `serving_raw`: one tensor per raw column (for JSON clients) -> the same outputs. A missing value
-  is its column's marker (models/missing_values.py: NaN, "", or exactly -2**31 for an integer).
+  is its column's marker (models/missing_values.py: NaN, "", or exactly -2**31 for an integer). An
+  input is named after its column, or after `kinds.safe_name` of it where TensorFlow cannot hold
+  the column's name ("mean radius" -> "mean_radius"): models/names.py.
 - `transform_features`: serialized tf.Examples with the label -> transformed features (used by TFMA).
 """
 from typing import Dict
@@ -12,6 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import missing_values
+from models.names import raw_input_name
 from models.spec import DatasetSpec
 
 
@@ -50,12 +53,14 @@ def make_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformO
         return predict(tf.io.parse_example(examples, serving_spec))
 
     raw_input_signature = {
-        column: tf.TensorSpec([None], serving_spec[column].dtype, name=column)
+        raw_input_name(column): tf.TensorSpec([None], serving_spec[column].dtype,
+                                              name=raw_input_name(column))
         for column in spec.serving_columns}
 
     @tf.function(input_signature=[raw_input_signature])
     def serve_raw_features(raw):
-        return predict({k: _as_raw_input(v, serving_spec[k]) for k, v in raw.items()})
+        return predict({column: _as_raw_input(raw[raw_input_name(column)], serving_spec[column])
+                        for column in spec.serving_columns})
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(examples):

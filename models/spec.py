@@ -19,6 +19,7 @@ ignored:                           # columns in the data the model does not read
   trip_start_timestamp: ...
 slices: [payment_type]             # evaluation slices (TFMA), raw column names
 model: {hidden_units: [64, 32], cross_layers: 2, shared_embedding_dim: 8}
+training: {batch_size: 128, max_epochs: 20, patience: 3}   # epochs until the eval loss stops improving
 ```
 Loading validates everything; a SpecError names the file, the key, the value and the fix.
 """
@@ -33,12 +34,17 @@ import yaml
 from models import expression as expression_lib
 from models import kinds as kinds_lib
 from models import tasks as tasks_lib
+from models.names import safe_name
 
 SPEC_FILE = "dataset.yaml"
 SPEC_KEY = "dataset_spec"  # the Transform and Trainer custom_config key holding `to_json()`
 SCHEMA_FILE = "schema.pbtxt"
 PACKAGE_PREFIX = "package:"
-_TOP_LEVEL_KEYS = ("name", "data_root", "label", "features", "ignored", "slices", "gate", "model")
+_TOP_LEVEL_KEYS = ("name", "data_root", "label", "features", "ignored", "slices", "gate", "model",
+                   "training")
+# What preprocessing_fn reads: Transform's cache key, so editing the gate or the model settings does
+# not re-run Transform.
+TRANSFORM_KEYS = ("name", "label", "features")
 _LABEL_KEYS = ("name", "column", "task", "expression", "positive", "negative", "classes")
 _GATE_KEYS = ("threshold", "max_regression")
 
@@ -66,6 +72,28 @@ class ModelSettings:
                 raise ValueError(f"{key}: {value!r} must be an integer >= {0 if key == 'cross_layers' else 1}")
         if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 1:
             raise ValueError(f"learning_rate: {self.learning_rate!r} must be a number in (0, 1)")
+
+    def to_mapping(self) -> Dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _check_positive_int(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}: {value!r} must be a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """How long the Trainer trains (models/trainer.py): epochs over the training split until the loss on
+    the eval split has not improved for `patience` epochs (the best epoch's weights are kept), at most
+    `max_epochs`. Sized by the data, so a 200-row and a million-row table both train sensibly."""
+    batch_size: int = 128
+    max_epochs: int = 20
+    patience: int = 3
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            _check_positive_int(field.name, getattr(self, field.name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +137,7 @@ class DatasetSpec:
     slices: Tuple[str, ...] = ()
     gate: Gate = Gate()
     model: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @property
     def spec_path(self) -> str:
@@ -192,15 +221,17 @@ class DatasetSpec:
             "ignored": dict(self.ignored),
             "slices": list(self.slices),
             "gate": {k: v for k, v in dataclasses.asdict(self.gate).items() if v is not None},
-            "model": {k: list(v) if isinstance(v, tuple) else v
-                      for k, v in dataclasses.asdict(self.model).items()},
+            "model": self.model.to_mapping(),
+            "training": dataclasses.asdict(self.training),
         })
         return values
 
-    def to_json(self) -> str:
-        """Canonical JSON of the spec: what the Transform and Trainer components receive (so the
-        cache key follows the spec's content)."""
-        return json.dumps(self.to_mapping())  # declaration order: the model is built in it
+    def to_json(self, keys: Optional[Tuple[str, ...]] = None) -> str:
+        """Canonical JSON of the spec (only its `keys`, e.g. TRANSFORM_KEYS): what the Transform and
+        Trainer components receive, so their cache keys follow the parts of the spec they read."""
+        values = self.to_mapping()
+        # Declaration order kept: the model is built in it.
+        return json.dumps({k: v for k, v in values.items() if keys is None or k in keys})
 
 
 def load(directory: str) -> DatasetSpec:
@@ -251,6 +282,13 @@ def from_mapping(values: Any, directory: str) -> DatasetSpec:
         except (TypeError, ValueError) as e:
             fail(f"features.{feature_name}", str(e))
     _check_shares(features, fail)
+    seen: Dict[str, str] = {}
+    for feature in features:  # TensorFlow names replace what they cannot hold by "_"
+        other = seen.setdefault(safe_name(feature.name), feature.name)
+        if other != feature.name:
+            fail(f"features.{feature.name}", f"{feature.name!r} and {other!r} are the same name to "
+                                             f"TensorFlow ({safe_name(other)!r}); rename "
+                                             "one of the two features")
 
     label, task = _label(values["label"], fail)
     columns = {c for f in features for c in f.columns}
@@ -296,12 +334,21 @@ def from_mapping(values: Any, directory: str) -> DatasetSpec:
     except ValueError as e:
         fail("model", str(e))
 
+    try:
+        training = TrainingSettings(**(values.get("training") or {}))
+    except TypeError as e:
+        fail("training", f"{e}; allowed: "
+             f"{', '.join(f.name for f in dataclasses.fields(TrainingSettings))}")
+    except ValueError as e:
+        fail("training", str(e))
+
     data_root = values.get("data_root")
     if data_root is not None and not isinstance(data_root, str):
         fail("data_root", f"{data_root!r} must be a path, a URI or package:<package>/<path>")
     return DatasetSpec(name=name, directory=directory, label=label, task=task,
                        features=tuple(features), data_root=data_root, ignored=dict(ignored),
-                       slices=tuple(slices), gate=gate, model=model)
+                       slices=tuple(slices), gate=gate, model=model,
+                       training=training)
 
 
 def _label(values: Any, fail) -> Tuple[Label, tasks_lib.Task]:

@@ -1,14 +1,24 @@
 """The Trainer component's `run_fn`: train on transformed examples, export a self-contained SavedModel.
 
+How long it trains follows the data (the spec's `training:`, models/spec.py): epochs over the training
+split until the loss on a fixed part of the eval split stops improving (early stopping; the best epoch's
+weights are kept), at most `max_epochs`; the Trainer's `train_steps`, when set, caps the steps.
+
 Training runs under the tf.distribute strategy `custom_config["distribution_strategy"]` names:
 "default" (one device), "mirrored" (every local device) or "multi_worker_mirrored" (the workers in
 TF_CONFIG, each running this same function; TF's multi-worker guide).
 """
+import dataclasses
+import json
 import logging
+import math
+import os
 import shutil
 import tempfile
 
 import numpy as np
+from typing import List, Optional
+
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -18,8 +28,43 @@ from models.model import build_model
 from models.signatures import make_signatures
 from models.spec import DatasetSpec, from_custom_config
 
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_EPOCHS = 2
+# A tiny table is validated every 50 steps (several passes), not after every batch or two: early
+# stopping then judges the model on as many updates as it would on a table of 6,400 rows.
+MIN_STEPS_PER_EPOCH = 50
+HISTORY_FILE = "training_history.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochPlan:
+    """How `fit` runs: `epochs` (at most; early stopping may end sooner) of `steps_per_epoch` batches."""
+    train_examples: int
+    steps_per_epoch: int
+    epochs: int
+
+
+def plan_epochs(train_examples: int, batch_size: int, max_epochs: int,
+                max_steps: Optional[int] = None) -> EpochPlan:
+    """An epoch is one pass over the training examples, or MIN_STEPS_PER_EPOCH steps when a pass is
+    shorter; `max_steps` (if set) caps the total number of steps."""
+    if train_examples < 1:
+        raise ValueError("The training split has no examples: the data root's CSV files have no rows, "
+                         "or the hash split put none in train (ExampleGen's train/eval buckets).")
+    steps = max(math.ceil(train_examples / batch_size), MIN_STEPS_PER_EPOCH)
+    epochs = max_epochs
+    if max_steps:
+        steps = min(steps, max_steps)
+        epochs = max(1, min(epochs, max_steps // steps))
+    return EpochPlan(train_examples, steps, epochs)
+
+
+def count_examples(file_patterns: List[str]) -> int:
+    """Records in the (transformed) examples' files, without parsing them."""
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        return 0
+    compression = "GZIP" if all(f.endswith(".gz") for f in files) else ""
+    records = tf.data.TFRecordDataset(files, compression_type=compression)
+    return int(records.reduce(np.int64(0), lambda count, _: count + 1))
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -44,8 +89,9 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def input_fn(file_pattern, data_accessor, tf_transform_output, spec: DatasetSpec,
-             batch_size: int) -> tf.data.Dataset:
-    """Transformed examples as (model inputs, label of shape [batch, 1]), repeated indefinitely.
+             batch_size: int, shuffle: bool = True, num_epochs: Optional[int] = None) -> tf.data.Dataset:
+    """Transformed examples as (model inputs, label of shape [batch, 1]), repeated indefinitely
+    unless `num_epochs` says how many passes.
 
     `batch_size` is the global batch: a strategy splits each batch across its replicas. Workers
     take every n-th batch (DATA sharding), which works whatever the number of files.
@@ -54,8 +100,8 @@ def input_fn(file_pattern, data_accessor, tf_transform_output, spec: DatasetSpec
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size,
-                                       label_key=spec.transformed_label),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=spec.transformed_label,
+                                       shuffle=shuffle, num_epochs=num_epochs),
         tf_transform_output.transformed_metadata.schema)
     model_inputs = [i.name for i in spec.model_inputs]
     return dataset.map(
@@ -73,33 +119,50 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     """Trains and saves the serving model (only the chief writes it); returns the trained model."""
     custom_config = fn_args.custom_config or {}
     strategy = make_strategy(custom_config.get("distribution_strategy", "default"))
+    spec = from_custom_config(custom_config)
+    settings = spec.training
     # `batch_size` is per replica, so one replica trains exactly as without a strategy.
-    batch_size = int(custom_config.get("batch_size", DEFAULT_BATCH_SIZE)) * strategy.num_replicas_in_sync
-    epochs = max(1, min(int(custom_config.get("epochs", DEFAULT_EPOCHS)), fn_args.train_steps))
+    batch_size = settings.batch_size * strategy.num_replicas_in_sync
     tf.keras.utils.set_random_seed(int(custom_config.get("seed", 42)))
 
-    spec = from_custom_config(custom_config)
+    plan = plan_epochs(count_examples(fn_args.train_files), batch_size, settings.max_epochs,
+                       fn_args.train_steps)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, spec, batch_size)
-    evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
-                          batch_size)
+    # The same eval examples every epoch, so epochs are compared on equal terms.
+    validation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, spec,
+                          batch_size, shuffle=False, num_epochs=1).take(fn_args.eval_steps or 50).cache()
 
     label_mean, label_std = (label_statistics(train) if spec.task.needs_label_statistics
                              else (0.0, 1.0))
     with strategy.scope():
         model = build_model(spec, label_mean, label_std)
-    steps_per_epoch = max(1, fn_args.train_steps // epochs)
-    logging.info("Training %d epochs of %d steps, global batch size %d on %d replica(s)", epochs,
-                 steps_per_epoch, batch_size, strategy.num_replicas_in_sync)
+    logging.info("Training on %d examples: at most %d epochs of %d steps, global batch size %d on %d "
+                 "replica(s)", plan.train_examples, plan.epochs, plan.steps_per_epoch, batch_size,
+                 strategy.num_replicas_in_sync)
+    early_stopping = tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=settings.patience, restore_best_weights=True)
     # Per-epoch lines when the run is verbose (INFO logging), silence otherwise.
     verbose = 2 if logging.getLogger().isEnabledFor(logging.INFO) else 0
-    model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
-              validation_data=evaluation, validation_steps=fn_args.eval_steps, verbose=verbose,
-              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+    history = model.fit(train, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                        validation_data=validation, verbose=verbose,
+                        callbacks=[early_stopping,
+                                   tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
     # Every worker must save (saving runs collective ops); only the chief's copy is kept.
     is_chief = _is_chief(strategy)
     save_dir = fn_args.serving_model_dir if is_chief else tempfile.mkdtemp(prefix="non_chief_model_")
     model.save(save_dir, save_format="tf", signatures=make_signatures(model, tf_transform_output, spec))
-    if not is_chief:
+    if is_chief:
+        _write_history(fn_args.model_run_dir, plan, history.history, early_stopping.best_epoch)
+    else:
         shutil.rmtree(save_dir, ignore_errors=True)
     return model
+
+
+def _write_history(model_run_dir: str, plan: EpochPlan, history: dict, best_epoch: int) -> None:
+    """The plan and the per-epoch losses and metrics (train and eval), beside TensorBoard's logs."""
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
+        json.dump({**dataclasses.asdict(plan), "epochs_run": len(history.get("loss", [])),
+                   "best_epoch": best_epoch + 1,
+                   "history": {k: [float(v) for v in values] for k, values in history.items()}}, f)

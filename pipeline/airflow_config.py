@@ -18,9 +18,6 @@ from pipeline.config import PipelineConfig, beam_args_for, with_worker_setup
 
 PREFIX = "PIPELINE_"
 LEGACY_PREFIX = "TAXI_PIPELINE_"
-# PipelineConfig fields that are not settings of their own: derived from the data root, or built
-# from the Beam variables below.
-_DERIVED_FIELDS = ("span_versioned", "beam_args")
 
 
 def _boolean(value: str) -> bool:
@@ -38,8 +35,10 @@ def _settings() -> Dict[str, Tuple[str, Callable[[str], object]]]:
     """Variable -> (PipelineConfig field, parser of the field's type), for every setting field."""
     hints = typing.get_type_hints(PipelineConfig)
     variables = {}
+    # Every user setting (pipeline.config.setting); span_versioned is detected from the data root and
+    # beam_args built from the Beam variables below.
     for field in dataclasses.fields(PipelineConfig):
-        if field.name in _DERIVED_FIELDS:
+        if "help" not in field.metadata:
             continue
         kind = hints[field.name]
         kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # Optional[X]
@@ -58,11 +57,13 @@ DAG_VARIABLES = {
     PREFIX + "RETRIES": "2",  # per task
     PREFIX + "RETRY_DELAY_MINUTES": "5",
 }
-# Earlier names, still read: each TAXI_PIPELINE_X for PIPELINE_X, and the AUC floor for the gate.
+# Earlier names, still read: each TAXI_PIPELINE_X for PIPELINE_X, the AUC floor for the gate, and
+# EPOCHS for MAX_EPOCHS.
 LEGACY_NAMES = {
     **{LEGACY_PREFIX + name[len(PREFIX):]: name
        for name in [*CONFIG_VARIABLES, BEAM_MODE_VARIABLE, BEAM_ARGS_VARIABLE, *DAG_VARIABLES]},
     LEGACY_PREFIX + "AUC_FLOOR": PREFIX + "GATE_THRESHOLD",
+    LEGACY_PREFIX + "EPOCHS": PREFIX + "MAX_EPOCHS", PREFIX + "EPOCHS": PREFIX + "MAX_EPOCHS",
 }
 # Airflow's schedule presets (airflow.utils.dates.cron_presets, plus @once and @continuous, which are
 # not cron); any other string Airflow hands to croniter.

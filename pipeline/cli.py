@@ -5,6 +5,8 @@ import logging
 import os
 import sys
 import time
+import typing
+from typing import Callable
 import warnings
 
 # Before TensorFlow loads: hide its C++ start-up noise (CUDA plugin registration on CPU machines).
@@ -50,13 +52,40 @@ def _root_cause(error: BaseException) -> BaseException:
     return error
 
 
-def spec_option(command):
-    """`--spec DIR`: the dataset spec directory (dataset.yaml + schema.pbtxt)."""
-    return click.option(
-        "--spec", "spec_dir", type=click.Path(file_okay=False), default=DEFAULT_SPEC_DIR,
-        show_default="schemas/taxi",
-        help="Dataset spec directory: dataset.yaml (columns, label, task, model) and schema.pbtxt.")(
-            command)
+def _option(field: dataclasses.Field, hint) -> Callable:
+    """The click option of one PipelineConfig setting, from its type, default and metadata."""
+    meta = field.metadata
+    kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # Optional[X]
+    flag = meta.get("flag", "--" + field.name.replace("_", "-"))
+    declarations = [flag, *meta.get("aliases", ()), field.name]
+    if kind is bool:
+        return click.option(*declarations, is_flag=True, default=field.default, help=meta["help"],
+                            show_default="/" in flag)
+    if "choices" in meta:
+        kind = click.Choice(meta["choices"])
+    elif meta.get("path"):
+        kind = click.Path(file_okay=False)
+    elif "min" in meta:
+        kind = (click.IntRange if kind is int else click.FloatRange)(
+            min=meta["min"], min_open=meta.get("min_open", False))
+    return click.option(*declarations, type=kind, default=field.default, help=meta["help"],
+                        show_default=meta.get("show_default", field.default is not None))
+
+
+def config_options(*names: str) -> Callable:
+    """Click options for PipelineConfig's settings (pipeline.config.setting): every one, or `names`."""
+    hints = typing.get_type_hints(PipelineConfig)
+    fields = [f for f in dataclasses.fields(PipelineConfig)
+              if "help" in f.metadata and (not names or f.name in names)]
+
+    def decorate(command):
+        for field in reversed(fields):  # click lists options in decoration order, bottom up
+            command = _option(field, hints[field.name])(command)
+        return command
+    return decorate
+
+
+spec_option = config_options("spec_dir")
 
 
 def _config(**kwargs) -> PipelineConfig:
@@ -68,6 +97,9 @@ def _config(**kwargs) -> PipelineConfig:
     except SpecError as e:
         _error(f"[bold red]Bad dataset spec[/]: {escape(str(e))}")
         sys.exit(EXIT_BAD_INPUT)
+    except ValueError as e:
+        _error(f"[bold red]Bad setting[/]: {escape(str(e))}")
+        sys.exit(EXIT_BAD_INPUT)
 
 
 @click.group()
@@ -77,42 +109,7 @@ def main():
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@spec_option
-@click.option("--data-root", type=click.Path(), default=None,
-              help="Directory of CSV files (header row required). Default: the spec's data_root.")
-@click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True,
-              help="Pipeline root (artifacts) and the SQLite metadata store.")
-@click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True,
-              help="Blessed models are pushed to <serving-dir>/<model-name>/<version>/.")
-@click.option("--model-name", default=None, help="Default: the spec's label name.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
-              show_default=True)
-@click.option("--eval-steps", type=click.IntRange(min=1), default=PipelineConfig.eval_steps,
-              show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=PipelineConfig.epochs, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=PipelineConfig.batch_size,
-              show_default=True)
-@click.option("--gate-threshold", "--auc-floor", "gate_threshold", type=float, default=None,
-              help="Evaluator blesses only models at least this good on the task's metric (binary: "
-                   "AUC; multiclass: accuracy; regression: at most this RMSE). Default: the spec's "
-                   "gate.threshold.")
-@click.option("--span-window", type=click.IntRange(min=1), default=PipelineConfig.span_window,
-              show_default=True,
-              help="With span-<N>/ directories in the data root: train on the newest this many spans "
-                   "(each run ingests the newest span; older ones come from earlier runs).")
-@click.option("--distribution-strategy", type=click.Choice(DISTRIBUTION_STRATEGIES),
-              default=PipelineConfig.distribution_strategy, show_default=True,
-              help="tf.distribute strategy for training; multi_worker_mirrored reads TF_CONFIG.")
-@click.option("--accept-drift", is_flag=True,
-              help="Go on although the data drifted from the previous run's beyond the schema's "
-                   "thresholds (after reviewing the drift); the drift is still reported in the logs.")
-@click.option("--serving-check-tolerance", type=click.FloatRange(min=0),
-              default=PipelineConfig.serving_check_tolerance, show_default=True,
-              help="Largest allowed difference between the served and the in-process predictions.")
-@click.option("--serving-check-max-p50-ms", type=click.FloatRange(min=0, min_open=True),
-              default=PipelineConfig.serving_check_max_p50_ms, show_default=True,
-              help="The serving check blocks the push if one-example requests are slower (p50).")
-@click.option("--no-cache", is_flag=True, help="Re-run every component even if its inputs are unchanged.")
+@config_options()
 @click.option("--beam-mode", type=click.Choice(list(BEAM_MODES)), default=None,
               help="Beam's local DirectRunner: in_memory (default; fastest on small data) or "
                    "multi_processing (one worker process per core). Beam arguments may refine it, "
@@ -123,25 +120,18 @@ def main():
 @click.option("--verbose", is_flag=True, help="Show TFX, Beam and TensorFlow logs.")
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as JSON and exit.")
 @click.argument("beam_args", nargs=-1, type=click.UNPROCESSED)
-def run(spec_dir, data_root, output_dir, serving_dir, model_name, train_steps, eval_steps, epochs,
-        batch_size, gate_threshold, span_window, distribution_strategy, accept_drift,
-        serving_check_tolerance, serving_check_max_p50_ms, no_cache, beam_mode, beam_arg, verbose,
-        print_config, beam_args):
+def run(beam_mode, beam_arg, verbose, print_config, beam_args, **settings):
     """Run the whole pipeline locally (Beam DirectRunner unless Beam arguments say otherwise)."""
     from pipeline import spans  # pylint: disable=import-outside-toplevel
 
-    data_root = _config(spec_dir=spec_dir, data_root=data_root).data_root
+    settings["data_root"] = _config(spec_dir=settings["spec_dir"],
+                                    data_root=settings["data_root"]).data_root
     try:
-        span_versioned = spans.is_span_versioned(data_root)
+        span_versioned = spans.is_span_versioned(settings["data_root"])
     except spans.SpanLayoutError:
         span_versioned = True  # a malformed span layout; the input checks below report it
     config = _config(
-        spec_dir=spec_dir, data_root=data_root, output_dir=output_dir, serving_dir=serving_dir,
-        model_name=model_name, train_steps=train_steps, eval_steps=eval_steps, epochs=epochs,
-        batch_size=batch_size, gate_threshold=gate_threshold, span_versioned=span_versioned,
-        span_window=span_window, distribution_strategy=distribution_strategy,
-        accept_drift=accept_drift, serving_check_tolerance=serving_check_tolerance,
-        serving_check_max_p50_ms=serving_check_max_p50_ms, enable_cache=not no_cache,
+        **settings, span_versioned=span_versioned,
         beam_args=with_worker_setup(beam_args_for(beam_mode, tuple(beam_arg) + tuple(beam_args))))
     if print_config:
         click.echo(json.dumps(dataclasses.asdict(config), indent=2))
@@ -304,18 +294,16 @@ def rollback(spec_dir, serving_dir, model_name):
               help=".json: a PipelineJob (Vertex AI); .yaml: a PipelineSpec (Kubeflow Pipelines).")
 @click.option("--pipeline-root", default="pipeline_output", show_default=True,
               help="Where the components write artifacts, e.g. gs://bucket/flights.")
-@click.option("--serving-dir", default="serving_model", show_default=True,
-              help="Blessed models are pushed to <serving-dir>/<model-name>/<version>/, e.g. gs://...")
 @click.option("--data-root", default=None,
               help="Default of the `data_root` pipeline parameter. Default: the spec's, as seen in "
                    "the image.")
-@click.option("--train-steps", type=click.IntRange(min=1), default=PipelineConfig.train_steps,
-              show_default=True, help="Default of the `train_steps` pipeline parameter.")
-@click.option("--model-name", default=None, help="Default: the spec's label name.")
-@click.option("--gate-threshold", "--auc-floor", "gate_threshold", type=float, default=None,
-              help="The Evaluator's threshold on the task's metric. Default: the spec's.")
-def compile_(spec_dir, target, image, output_path, pipeline_root, serving_dir, data_root, train_steps,
-             model_name, gate_threshold):
+# The settings compiled into the spec (data_root and train_steps are pipeline parameters' defaults);
+# a span window and the local cache are the local runner's.
+@config_options("serving_dir", "pipeline_name", "model_name", "train_buckets", "eval_buckets",
+                "train_steps", "eval_steps", "max_epochs", "batch_size", "distribution_strategy",
+                "gate_threshold", "gate_max_regression", "serving_check_examples",
+                "serving_check_tolerance", "serving_check_max_p50_ms")
+def compile_(target, image, output_path, pipeline_root, data_root, **settings):
     """Write the pipeline for an orchestrator: the same DAG `run` executes locally."""
     del target  # one target so far; the option keeps the command open to others
     _quiet_libraries(False)
@@ -325,11 +313,8 @@ def compile_(spec_dir, target, image, output_path, pipeline_root, serving_dir, d
         _error(f"[red]Compiling for Kubeflow needs the kfp extra: "
                f"{escape(f'pip install .[kfp] ({e})')}[/]")
         sys.exit(EXIT_FAILED)
-    config = _config(
-        spec_dir=spec_dir, data_root=data_root or kubeflow.image_data_root(spec_dir),
-        output_dir=pipeline_root,
-        serving_dir=serving_dir, model_name=model_name, train_steps=train_steps,
-        gate_threshold=gate_threshold)
+    config = _config(**settings, data_root=data_root or kubeflow.image_data_root(settings["spec_dir"]),
+                     output_dir=pipeline_root)
     for warning in kubeflow.local_path_warnings(config):
         _error(f"[yellow]Warning[/]: {escape(warning)}")
     path = kubeflow.compile_pipeline(config, image, output_path)

@@ -74,6 +74,13 @@ def _spec_data_root(spec: DatasetSpec) -> str:
     return root
 
 
+def setting(default, help: str, **cli):  # pylint: disable=redefined-builtin
+    """A PipelineConfig field a user sets: its default, what it does, and how the CLI spells it
+    (`flag`, `aliases`, `min`, `min_open`, `choices`, `path`, `show_default`). The CLI's options
+    (pipeline/cli.py) and the Airflow variables (pipeline/airflow_config.py) are derived from these."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Local paths are made absolute on construction.
@@ -81,39 +88,67 @@ class PipelineConfig:
     What the data is (columns, label, task, model settings) is the dataset spec's (`spec_dir`,
     models/spec.py); unset names and the data root default to the spec's.
     """
-    spec_dir: str = DEFAULT_SPEC_DIR
-    # Default: <spec name>_<label name> and <label name>.
-    pipeline_name: Optional[str] = None
-    model_name: Optional[str] = None
-    data_root: Optional[str] = None
+    spec_dir: str = setting(
+        DEFAULT_SPEC_DIR, "Dataset spec directory: dataset.yaml (columns, label, task, model, "
+        "training) and schema.pbtxt.", flag="--spec", path=True, show_default="schemas/taxi")
+    pipeline_name: Optional[str] = setting(
+        None, "The pipeline's name in the metadata store (and the Airflow DAG's id). Default: "
+        "<spec name>_<label name>.")
+    model_name: Optional[str] = setting(
+        None, "The served model's name (its directory under the serving dir). Default: the spec's "
+        "label name.")
+    data_root: Optional[str] = setting(
+        None, "Directory of CSV files (header row required), or of span-<N>/ directories. Default: "
+        "the spec's data_root.", path=True)
     # Data root holds span-<N>/ directories (pipeline/spans.py): ExampleGen reads the newest span and
-    # Transform and Trainer train on the newest `span_window` spans ingested so far.
+    # Transform and Trainer train on the newest `span_window` spans ingested so far. Detected, not set.
     span_versioned: bool = False
-    span_window: int = 1
-    output_dir: str = "pipeline_output"
-    serving_dir: str = "serving_model"
-    # ExampleGen's hash split, in buckets: train 4 : eval 1.
-    train_buckets: int = 4
-    eval_buckets: int = 1
-    train_steps: int = 500
-    eval_steps: int = 50
-    epochs: int = 2
-    batch_size: int = 128
-    distribution_strategy: str = "default"
-    # The Evaluator's gate on the task's metric (models/tasks.py: binary AUC, multiclass accuracy,
-    # regression RMSE): a threshold (a floor, or a ceiling for RMSE) and the largest regression
-    # against the baseline model. None: the spec's `gate:`.
-    gate_threshold: Optional[float] = None
-    gate_max_regression: Optional[float] = None
-    # Let a run whose data drifted past the schema's thresholds go on (reported, not stopped); for a
-    # drift an operator has reviewed. The next run compares with this run's data.
-    accept_drift: bool = False
-    # Serving check before push: eval examples sent through the serving runtime's REST API, the
-    # largest allowed difference from in-process predictions, and the p50 latency limit.
-    serving_check_examples: int = 100
-    serving_check_tolerance: float = 1e-5
-    serving_check_max_p50_ms: float = 500.0
-    enable_cache: bool = True
+    span_window: int = setting(
+        1, "With span-<N>/ directories in the data root: train on the newest this many spans (each "
+        "run ingests the newest span; older ones come from earlier runs).", min=1)
+    output_dir: str = setting("pipeline_output", "Pipeline root (artifacts) and the SQLite metadata "
+                              "store.", path=True)
+    serving_dir: str = setting("serving_model", "Blessed models are pushed to "
+                               "<serving-dir>/<model-name>/<version>/.", path=True)
+    train_buckets: int = setting(4, "ExampleGen's hash split: buckets of train (of train + eval).",
+                                 min=1)
+    eval_buckets: int = setting(1, "ExampleGen's hash split: buckets of eval (of train + eval).", min=1)
+    # Training length follows the data (the spec's `training:`, models/trainer.py).
+    train_steps: int = setting(0, "At most this many training steps; 0: as many as the epochs take.",
+                               min=0)
+    eval_steps: int = setting(50, "Batches of the eval split that judge each epoch (early stopping).",
+                              min=1)
+    max_epochs: Optional[int] = setting(
+        None, "At most this many epochs (early stopping may end sooner). Default: the spec's "
+        "training.max_epochs.", min=1, aliases=("--epochs",))
+    batch_size: Optional[int] = setting(None, "Default: the spec's training.batch_size.", min=1)
+    distribution_strategy: str = setting(
+        "default", "tf.distribute strategy for training; multi_worker_mirrored reads TF_CONFIG.",
+        choices=DISTRIBUTION_STRATEGIES)
+    # The Evaluator's gate on the task's metric (models/tasks.py); None: the spec's `gate:`.
+    gate_threshold: Optional[float] = setting(
+        None, "The Evaluator blesses only models at least this good on the task's metric (binary: "
+        "AUC; multiclass: accuracy; regression: at most this RMSE). Default: the spec's "
+        "gate.threshold.", aliases=("--auc-floor",))
+    gate_max_regression: Optional[float] = setting(
+        None, "The largest loss on the task's metric against the model it replaces. Default: the "
+        "spec's gate.max_regression.", min=0)
+    accept_drift: bool = setting(
+        False, "Go on although the data drifted from the previous run's beyond the schema's "
+        "thresholds (after reviewing the drift); the drift is still reported. The next run "
+        "compares with this run's data.")
+    # The serving check before push (components/serving_check.py).
+    serving_check_examples: int = setting(
+        100, "Eval examples the serving check sends through the serving runtime's REST API.", min=1)
+    serving_check_tolerance: float = setting(
+        1e-5, "Largest allowed difference between the served and the in-process predictions.",
+        min=0)
+    serving_check_max_p50_ms: float = setting(
+        500.0, "The serving check blocks the push if one-example requests are slower (p50).",
+        min=0, min_open=True)
+    enable_cache: bool = setting(True, "Reuse a component's outputs when its inputs are unchanged.",
+                                 flag="--cache/--no-cache")
+    # Built by the CLI from --beam-mode and the Beam arguments.
     beam_args: Tuple[str, ...] = DEFAULT_BEAM_ARGS
 
     def __post_init__(self):
@@ -127,8 +162,14 @@ class PipelineConfig:
         object.__setattr__(self, "model_name", self.model_name or spec.label.name)
         for name in ("data_root", "output_dir", "serving_dir"):
             object.__setattr__(self, name, absolute(getattr(self, name)))
-        if self.train_steps < 1 or self.eval_steps < 1 or self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("train_steps, eval_steps, epochs and batch_size must be positive.")
+        if self.train_steps < 0:
+            raise ValueError(f"train_steps must be at least 0 (0: no cap), got {self.train_steps}.")
+        if self.eval_steps < 1:
+            raise ValueError(f"eval_steps must be positive, got {self.eval_steps}.")
+        try:
+            _ = self.training  # validates the overrides
+        except ValueError as e:
+            raise ValueError(f"Training setting {e}.") from None
         if self.gate_threshold is not None:
             spec.task.gated_metric.check_threshold(self.gate_threshold)
         if self.gate_max_regression is not None and self.gate_max_regression < 0:
@@ -159,6 +200,18 @@ class PipelineConfig:
                             else self.gate_max_regression))
 
     @property
+    def training(self):
+        """The spec's training settings with this configuration's overrides."""
+        overrides = {name: getattr(self, name) for name in ("max_epochs", "batch_size")
+                     if getattr(self, name) is not None}
+        return dataclasses.replace(self.spec.training, **overrides)
+
+    @property
+    def run_spec(self) -> DatasetSpec:
+        """The spec as this run trains it: the training overrides applied."""
+        return dataclasses.replace(self.spec, training=self.training)
+
+    @property
     def schema_path(self) -> str:
         return self.spec.schema_path
 
@@ -177,5 +230,4 @@ class PipelineConfig:
 
     def trainer_config(self) -> dict:
         """Settings passed to `models.trainer.run_fn` through the Trainer's custom_config."""
-        return {"batch_size": self.batch_size, "epochs": self.epochs,
-                "distribution_strategy": self.distribution_strategy}
+        return {"distribution_strategy": self.distribution_strategy}

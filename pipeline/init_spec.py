@@ -247,7 +247,10 @@ def infer(data_root: str, label: str, task: Optional[str] = None,
               if f["kind"] in ("categorical", "categorical_int") and columns[n].distinct <= 12][:2]
     name = re.sub(r"[^A-Za-z0-9_-]", "_", os.path.basename(os.path.normpath(data_root))) or "dataset"
     mapping = {"name": name, "data_root": data_root, "label": label_spec, "features": features,
-               "ignored": ignored, "slices": slices, "gate": _gate(task, label_column)}
+               "ignored": ignored, "slices": slices, "gate": _gate(task, label_column),
+               # The defaults, written out so a reviewer sees (and can tune) them.
+               "model": spec_lib.ModelSettings().to_mapping(),
+               "training": dataclasses.asdict(spec_lib.TrainingSettings())}
     return mapping, columns, decisions
 
 
@@ -295,6 +298,9 @@ def render(mapping: dict, decisions: Sequence[Decision], rows: int) -> str:
     lines.append("gate:  # on the task's metric (binary AUC, multiclass accuracy, regression RMSE)")
     for key, value in mapping["gate"].items():
         lines.append(f"  {key}: {_flow(value)}")
+    lines.append(f"model: {_flow(mapping['model'])}")
+    lines.append(f"training: {_flow(mapping['training'])}  # epochs until the eval loss stops "
+                 "improving, at most max_epochs")
     return "\n".join(lines) + "\n"
 
 

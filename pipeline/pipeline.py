@@ -32,7 +32,7 @@ from components.trainer import Trainer
 from pipeline import spans
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.evaluation import eval_config
-from models.spec import SPEC_KEY
+from models.spec import SPEC_KEY, TRANSFORM_KEYS
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
@@ -58,8 +58,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     # those (components/fingerprints.py). The other TFX components run TFX's code alone (pinned by
     # requirements-3.X.lock; the Evaluator's config is a parameter already); resolvers are never cached.
     code = fingerprints.code_sha256
-    # The dataset spec travels as data: what preprocessing_fn and run_fn build from, and a cache key.
-    dataset_spec = {SPEC_KEY: config.spec.to_json()}
+    # The dataset spec travels as data: what preprocessing_fn and run_fn build from, and their cache
+    # key; Transform gets only the part it reads, so a gate or training edit does not re-run it.
+    transform_spec = {SPEC_KEY: config.run_spec.to_json(TRANSFORM_KEYS)}
+    trainer_spec = {SPEC_KEY: config.run_spec.to_json()}
     data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
     if kubeflow:
         data_root = data_types.RuntimeParameter(name="data_root", ptype=str, default=data_root)
@@ -128,7 +130,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         examples=training_examples, schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # TFX's Transform executor runs only the preprocessing_fn's module of ours.
-        custom_config={**dataset_spec, "code_sha256": code(_module_of(PREPROCESSING_FN))},
+        custom_config={**transform_spec, "code_sha256": code(_module_of(PREPROCESSING_FN))},
         # StatisticsGen already profiles the raw data; pre/post-transform statistics would double
         # Transform's time on the taxi data.
         disable_statistics=True,
@@ -144,7 +146,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
-        custom_config={**config.trainer_config(), **dataset_spec,
+        custom_config={**config.trainer_config(), **trainer_spec,
                        "code_sha256": code("components.trainer", _module_of(RUN_FN))},
         train_steps=train_steps)
 

@@ -1,5 +1,6 @@
 """What a run did, read back from ML Metadata: each component's state and time, metrics, blessing, push."""
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -37,6 +38,9 @@ class RunSummary:
     # What the run read: ExampleGen's input directory, its content fingerprint and span, and the
     # spans Transform and Trainer trained on (more than one with a span window).
     data: Dict[str, object] = dataclasses.field(default_factory=dict)
+    # The Trainer's record (models/trainer.py): examples, steps per epoch, epochs run, the best
+    # epoch, per-epoch losses and metrics; None if no Trainer ran or cached.
+    training: Optional[Dict[str, object]] = None
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -47,6 +51,7 @@ class RunSummary:
             "run_id": self.run_id,
             "started_ms": self.started_ms,
             "data": self.data,
+            "training": self.training,
             "components": [{"name": c.name, "state": c.state, "seconds": round(c.seconds, 3)}
                            for c in self.components],
             "metrics": self.metrics,
@@ -166,6 +171,17 @@ def _data_read(store, examples) -> Dict[str, str]:
             "span": str(examples.custom_properties["span"].int_value)}
 
 
+def _training_record(model_run_uri: str) -> Optional[Dict[str, object]]:
+    from models.trainer import HISTORY_FILE  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (the URI may be gs://)
+
+    path = os.path.join(model_run_uri, HISTORY_FILE)
+    if not tf.io.gfile.exists(path):  # a model trained before the record existed
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
 def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None) -> RunSummary:
     """Reads the given (default: latest) run of `pipeline_name` from the MLMD store."""
     if not os.path.exists(metadata_path):
@@ -191,6 +207,9 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
             summary.data["training_spans"] = sorted(
                 a.custom_properties["span"].int_value for a in examples if "span" in a.custom_properties)
 
+    trainer = summary.component("Trainer")
+    if trainer and trainer.outputs.get("model_run"):
+        summary.training = _training_record(trainer.outputs["model_run"][0].uri)
     evaluator = summary.component("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):
         _load_evaluation(summary, evaluator.outputs["evaluation"][0].uri)

@@ -17,6 +17,8 @@ METRIC_COLUMNS = (("example_count", "examples", "{:.0f}"), ("auc", "AUC", "{:.4f
                   ("mean_prediction", "mean prediction", "{:.4g}"))
 # Shown for classifiers too (calibration covers them there).
 _REGRESSION_ONLY = {"mean_label", "mean_prediction"}
+# Below this many eval examples the metrics, and so the gate's verdict, are noisy.
+SMALL_EVAL_SPLIT = 200
 _STATE_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow"}
 
 
@@ -74,10 +76,26 @@ def render_serving_check(summary: RunSummary, console: Console) -> None:
                       f"{escape(str(check.get('reason') or '(no reason recorded)'))}", soft_wrap=True)
 
 
+def training_line(training: dict) -> str:
+    stopped = ("stopped early: the eval loss had not improved since" if training["epochs_run"] <
+               training["epochs"] else "kept the weights of")
+    return (f"Trained {training['epochs_run']} of at most {training['epochs']} epochs of "
+            f"{training['steps_per_epoch']} steps on {training['train_examples']:,} examples; "
+            f"{stopped} epoch {training['best_epoch']}.")
+
+
 def render(summary: RunSummary, console: Console) -> None:
     console.print(components_table(summary))
+    if summary.training:
+        console.print(training_line(summary.training), soft_wrap=True)
     if summary.metrics:
         console.print(metrics_table(summary))
+        examples = summary.metrics.get("Overall", {}).get("example_count")
+        if examples is not None and examples < SMALL_EVAL_SPLIT:
+            console.print(
+                f"[yellow]Only {examples:.0f} eval examples[/]: these metrics, and the gate's verdict, "
+                "can move by several points with another split. More rows, or a larger eval share "
+                "(--eval-buckets), steadies them.", soft_wrap=True)
     if summary.blessed is True:
         console.print("[green]Model blessed[/]: it passed the gate's threshold and the "
                       "no-regression check.")

@@ -29,7 +29,7 @@ def flights(rows: int = 800, seed: int = 0) -> pd.DataFrame:
         "dep_hour": hour,
         "distance_miles": distance.round(1),
         "temperature_c": temperature.round(1),
-        "carrier": carrier,
+        "carrier code": carrier,  # a name TensorFlow cannot use as an op name, as exports have
         "gate_latitude": (41.9 + rng.normal(0, 0.05, rows)).round(5),
         "gate_longitude": (-87.9 + rng.normal(0, 0.05, rows)).round(5),
         "remarks": np.where(rng.random(rows) < 0.99, None, "see log"),

@@ -130,11 +130,12 @@ def test_every_setting_of_the_config_has_a_variable_named_after_it_and_the_old_n
     shutil.copytree(DEFAULT_SPEC_DIR, spec_copy)
     config = config_from_env({"AIRFLOW_HOME": str(tmp_path), "PIPELINE_SPEC_DIR": "spec",
                               "PIPELINE_GATE_THRESHOLD": "0.9", "PIPELINE_ACCEPT_DRIFT": "true",
-                              "TAXI_PIPELINE_TRAIN_STEPS": "7", "PIPELINE_EPOCHS": "3",
+                              "TAXI_PIPELINE_TRAIN_STEPS": "7", "PIPELINE_MAX_EPOCHS": "3",
                               "TAXI_PIPELINE_EPOCHS": "9"})
     assert config.spec_dir == str(spec_copy)  # relative to AIRFLOW_HOME
     assert (config.gate_threshold, config.accept_drift, config.train_steps) == (0.9, True, 7)
-    assert config.epochs == 3  # the current name wins over the earlier one
+    assert config.max_epochs == 3  # the current name wins over the earlier one
+    assert config_from_env({"AIRFLOW_HOME": str(tmp_path), "PIPELINE_EPOCHS": "5"}).max_epochs == 5
     assert LEGACY_NAMES["TAXI_PIPELINE_AUC_FLOOR"] == "PIPELINE_GATE_THRESHOLD"
     with pytest.raises(ConfigError, match=r"PIPELINE_ACCEPT_DRIFT='maybe' is not a valid _boolean: "
                                           r"use true or false"):
@@ -171,7 +172,7 @@ def test_a_span_versioned_data_root_is_detected_as_the_cli_does(tmp_path):
 # function that reads it.
 BAD_SETTINGS = [
     (config_from_env, "TAXI_PIPELINE_TRAIN_STEPS", "many", "is not a valid int"),
-    (config_from_env, "TAXI_PIPELINE_TRAIN_STEPS", "0", "must be positive"),
+    (config_from_env, "TAXI_PIPELINE_TRAIN_STEPS", "-1", r"must be at least 0"),
     (config_from_env, "TAXI_PIPELINE_AUC_FLOOR", "2", "a threshold on auc must be in [0, 1]"),
     (config_from_env, "TAXI_PIPELINE_DISTRIBUTION_STRATEGY", "tpu", "distribution_strategy must be"),
     (config_from_env, "TAXI_PIPELINE_BEAM_MODE", "turbo", "Unknown Beam mode 'turbo'"),

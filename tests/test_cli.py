@@ -1,12 +1,14 @@
 """The CLI's options reach the pipeline config; Beam arguments pass through untouched."""
+import dataclasses
 import json
 import os
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from click.testing import CliRunner
 
-from pipeline.cli import main
-from pipeline.config import BEAM_MODES, BEAM_WORKER_PLUGIN, DEFAULT_BEAM_ARGS, PROJECT_SETUP_FILE
+from pipeline.cli import main, run
+from pipeline.config import (BEAM_MODES, BEAM_WORKER_PLUGIN, DEFAULT_BEAM_ARGS, PROJECT_SETUP_FILE,
+                             PipelineConfig)
 
 PLUGIN_ARG = f"--beam_plugins={BEAM_WORKER_PLUGIN}"
 SETUP_FILE_ARG = f"--setup_file={PROJECT_SETUP_FILE}"
@@ -31,6 +33,21 @@ def test_defaults():
     assert config["data_root"].endswith("chicago_taxi_pipeline/data/simple")
     assert config["enable_cache"] is True
     assert config["beam_args"] == [*DEFAULT_BEAM_ARGS, *WORKER_SETUP]
+
+
+def test_every_setting_is_a_run_option_with_the_config_s_default():
+    options = {p.name: p for p in run.params}
+    settings = [f for f in dataclasses.fields(PipelineConfig) if "help" in f.metadata]
+    assert len(settings) > 15
+    for field in settings:
+        assert options[field.name].default == field.default, field.name
+        assert options[field.name].help == field.metadata["help"], field.name
+    # One spelling each: --eval-buckets sets eval_buckets, --no-cache turns enable_cache off.
+    config = _config("--eval-buckets", "3", "--max-epochs", "7", "--gate-max-regression", "0.01",
+                     "--no-cache")
+    assert (config["eval_buckets"], config["max_epochs"], config["gate_max_regression"],
+            config["enable_cache"]) == (3, 7, 0.01, False)
+    assert _config("--epochs", "4", "--auc-floor", "0.8")["max_epochs"] == 4  # earlier spellings
 
 
 def test_options_and_beam_arguments(tmp_path):
@@ -72,7 +89,7 @@ def test_unknown_beam_mode_is_a_usage_error():
 
 
 def test_invalid_values_are_usage_errors():
-    result = CliRunner().invoke(main, ["run", "--train-steps", "0"])
+    result = CliRunner().invoke(main, ["run", "--train-steps", "-1"])
     assert result.exit_code == 2 and "--train-steps" in result.output
 
 

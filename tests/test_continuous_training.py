@@ -134,7 +134,7 @@ def test_a_scheduled_rerun_of_the_accepted_span_does_not_stop_or_push_again(runs
 
 def test_a_weak_model_on_a_two_span_window_is_not_pushed(runs):
     result = run_cli(*runs["args"], "--span-window", "2", "--train-steps", "1",
-                     "--epochs", "1")
+                     "--max-epochs", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "training on the newest 2 spans ingested" in result.stdout
     summary = summarize(runs["metadata"], PIPELINE_NAME)

@@ -1,4 +1,5 @@
 """run_fn under MultiWorkerMirroredStrategy: two real worker processes on 127.0.0.1 (TF_CONFIG)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from components.serving_runtime import free_ports
 from models import trainer
 from models.preprocessing import SPEC_KEY, transform
 from models.raw_examples import column_types, to_tf_examples
+from models.spec import TrainingSettings
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from tests.conftest import TAXI_SPEC
 from tests.test_preprocessing import _raw_instances
@@ -60,8 +62,8 @@ def test_two_workers_agree_and_only_the_chief_saves(transformed_data, tmp_path):
     root, held_out = transformed_data
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(WORKERS)]}
     serving_dir = tmp_path / "serving_model"
-    custom_config = {SPEC_KEY: TAXI_SPEC.to_json(),
-                     "distribution_strategy": "multi_worker_mirrored", "batch_size": 32, "epochs": 2,
+    spec = dataclasses.replace(TAXI_SPEC, training=TrainingSettings(batch_size=32, max_epochs=2))
+    custom_config = {SPEC_KEY: spec.to_json(), "distribution_strategy": "multi_worker_mirrored",
                      "seed": SEED}
     workers = []
     for index in range(WORKERS):

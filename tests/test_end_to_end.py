@@ -205,7 +205,7 @@ def test_serving_check_blocks_the_push_when_serving_is_too_slow(runs, after_runs
 
 def test_a_weaker_model_than_the_blessed_one_is_not_pushed(runs, after_runs):
     """One training step after a good model: the summary names the failed metric and slice."""
-    result = run_cli(*after_runs["args"], "--train-steps", "1", "--epochs", "1")
+    result = run_cli(*after_runs["args"], "--train-steps", "1", "--max-epochs", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Model not blessed" in result.stdout
     assert "auc change vs baseline on Overall" in result.stdout

@@ -33,7 +33,7 @@ def test_every_column_kind_is_decided_with_its_reason(flights_spec):
     assert (features["dep_hour"].min, features["dep_hour"].max) == (0, 23)
     assert features["distance_miles"].scale == "log"  # a heavy right tail
     assert features["temperature_c"].scale == "linear"  # negative values: no log
-    assert isinstance(features["carrier"], kinds.Categorical)
+    assert isinstance(features["carrier code"], kinds.Categorical)
     assert features["gate"] == kinds.Coordinates(name="gate", latitude="gate_latitude",
                                                  longitude="gate_longitude", buckets=10)
     assert features["origin"].share == features["dest"].share == "origin_dest"
@@ -53,7 +53,7 @@ def test_the_written_files_load_and_the_schema_is_curated(flights_spec):
     by_name = {f.name: f for f in schema.feature}
     assert list(by_name["delayed"].not_in_environment) == ["SERVING"]
     assert set(schema.default_environment) == {"TRAINING", "SERVING"}
-    assert by_name["carrier"].value_count.min == 0  # it has gaps
+    assert by_name["carrier code"].value_count.min == 0  # it has gaps
     assert by_name["origin"].value_count.min == 1 and by_name["origin"].presence.min_fraction == 1.0
     assert by_name["origin"].drift_comparator.infinity_norm.threshold == 0.25
     js = by_name["distance_miles"].drift_comparator.jensen_shannon_divergence

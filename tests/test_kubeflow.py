@@ -115,8 +115,11 @@ def test_train_steps_parameter_overrides_train_args_as_kubeflow_delivers_it():
     assert json.loads(folded["train_args"]) == {"num_steps": 40}
     assert "train_steps" not in folded and folded["run_fn"] == "m.f"
     assert fold_train_steps({"train_args": '{"num_steps": 5}'}) == {"train_args": '{"num_steps": 5}'}
-    for bad in (2.5, 0, -3):
-        with pytest.raises(ValueError, match="train_steps must be a positive integer"):
+    # 0: no cap; TFX reads an unset num_steps as None and run_fn sizes training by the data.
+    assert json.loads(fold_train_steps({"train_args": '{"num_steps": 321}', "train_steps": 0})[
+        "train_args"]).get("num_steps", 0) == 0
+    for bad in (2.5, -3):
+        with pytest.raises(ValueError, match=r"train_steps must be an integer >= 0 \(0: no cap\)"):
             fold_train_steps({"train_args": "{}", "train_steps": bad})
 
 

@@ -11,6 +11,7 @@ import tensorflow_model_analysis as tfma
 from components import fingerprints
 from tfx.dsl.components.base import executor_spec
 
+from models.spec import SPEC_KEY, TRANSFORM_KEYS, TrainingSettings, from_custom_config
 from pipeline.config import DEFAULT_SPEC_DIR, PROJECT_ROOT, PipelineConfig
 from tests.conftest import TAXI_SPEC
 from pipeline.pipeline import create_pipeline
@@ -26,7 +27,7 @@ EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "Exam
 def config(tmp_path):
     return PipelineConfig(data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "out"),
                           serving_dir=str(tmp_path / "serving"), train_steps=123, eval_steps=7,
-                          gate_threshold=0.77, beam_args=("--direct_num_workers=2",))
+                          max_epochs=4, batch_size=64, gate_threshold=0.77, beam_args=("--direct_num_workers=2",))
 
 
 @pytest.fixture
@@ -84,7 +85,12 @@ def test_config_reaches_the_components(config, components):
     assert '"num_steps": 123' in c["Trainer"].exec_properties["train_args"]
     assert c["Trainer"].exec_properties["train_steps"] == 123  # what the Trainer's executor uses
     assert '"num_steps": 7' in c["Trainer"].exec_properties["eval_args"]
-    assert '"batch_size": 128' in c["Trainer"].exec_properties["custom_config"]
+    # The training overrides reach run_fn inside the spec it receives.
+    trainer_spec = from_custom_config(json.loads(c["Trainer"].exec_properties["custom_config"]))
+    assert trainer_spec.training == TrainingSettings(batch_size=64, max_epochs=4, patience=3)
+    # Transform receives only what preprocessing_fn reads.
+    transform_config = json.loads(c["Transform"].exec_properties["custom_config"])
+    assert set(json.loads(transform_config[SPEC_KEY])) == set(TRANSFORM_KEYS)
     assert c["ServingCheck"].exec_properties["model_name"] == config.model_name
     assert c["ServingCheck"].exec_properties["tolerance"] == config.serving_check_tolerance
     assert c["ServingCheck"].exec_properties["max_p50_latency_ms"] == config.serving_check_max_p50_ms
@@ -123,7 +129,10 @@ def test_editing_the_dataset_spec_changes_the_keys_of_what_builds_from_it(tmp_pa
     before = _parameters(config())
     spec = spec_copy / "dataset.yaml"
     spec.write_text(spec.read_text().replace("hidden_units: [64, 32]", "hidden_units: [64]"))
-    # The spec travels to both whole; Transform re-runs on any edit of it (a finer key: later).
+    # Transform gets only the spec's columns and label: a model setting re-runs the Trainer alone.
+    assert _changed(before, _parameters(config())) == {"Trainer"}
+    spec.write_text(spec.read_text().replace("fare: {kind: numeric, scale: log, buckets: 20}",
+                                             "fare: {kind: numeric, scale: log, buckets: 10}"))
     assert _changed(before, _parameters(config())) == {"Transform", "Trainer"}
     spec.write_text(spec.read_text().replace("slices: [payment_type, trip_start_hour]",
                                              "slices: [payment_type]"))
@@ -208,7 +217,7 @@ def test_a_real_re_run_after_an_edit_re_runs_exactly_the_components_that_run_the
     output = tmp_path / "out"
     args = ["--data-root", small_data_root, "--output-dir", str(output),
             "--serving-dir", str(tmp_path / "serving"), "--train-steps", "20", "--eval-steps", "2",
-            "--epochs", "1"]
+            "--max-epochs", "1"]
 
     def run_after_editing(edited=None):
         if edited:
@@ -284,13 +293,15 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     assert eval_config.model_specs[0].label_key == TAXI_SPEC.transformed_label
 
 
-POSITIVE_STEPS = r"train_steps, eval_steps, epochs and batch_size must be positive"
 SERVING_CHECK = (r"serving_check_examples must be positive, serving_check_tolerance at least 0 and "
                  r"serving_check_max_p50_ms above 0")
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"train_steps": 0}, POSITIVE_STEPS), ({"batch_size": -1}, POSITIVE_STEPS),
+    ({"train_steps": -1}, r"train_steps must be at least 0 \(0: no cap\), got -1"),
+    ({"eval_steps": 0}, r"eval_steps must be positive, got 0"),
+    ({"batch_size": -1}, r"Training setting batch_size: -1 must be a positive integer"),
+    ({"max_epochs": 0}, r"Training setting max_epochs: 0 must be a positive integer"),
     ({"gate_threshold": 1.5}, r"a threshold on auc must be in \[0, 1\], got 1\.5"),
     ({"span_window": 0}, r"span_window must be at least 1, got 0"),
     ({"distribution_strategy": "tpu"}, r"distribution_strategy must be one of .*got 'tpu'"),

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from models import expression, kinds
+from models import expression, kinds, names
 from models import spec as spec_lib
 from pipeline.config import DEFAULT_SPEC_DIR
 
@@ -73,6 +73,10 @@ def test_round_trip_keeps_every_declaration(tmp_path):
     (lambda v: v.update(slices=["weather"]), r"slices: 'weather' is not a column of this spec"),
     (lambda v: v.update(model={"hidden_units": [0]}), r"model: hidden_units: \[0\] must be"),
     (lambda v: v.update(model={"dropout": 0.1}), r"model: .*dropout.*allowed: hidden_units"),
+    (lambda v: v.update(training={"max_epochs": 0}), r"training: max_epochs: 0 must be a positive integer"),
+    (lambda v: v.update(training={"batch_size": 3.5}), r"training: batch_size: 3.5 must be a positive"),
+    (lambda v: v.update(training={"steps": 100}), r"training: .*steps.*allowed: batch_size, max_epochs, "
+                                                   r"patience"),
 ])
 def test_bad_specs_name_the_key_and_the_fix(tmp_path, edit, match):
     values = _taxi_values()
@@ -131,3 +135,18 @@ def test_expressions_compute_what_they_say():
 def test_expressions_outside_the_whitelist_are_refused(text, match):
     with pytest.raises(expression.ExpressionError, match=match):
         expression.parse(text)
+
+
+def test_column_names_tensorflow_cannot_hold_are_made_safe_and_collisions_refused():
+    assert names.safe_name("mean radius") == "mean_radius"
+    assert names.safe_name("od280/od315") == "od280_od315"
+    assert names.safe_name("_id") == "x_id"
+    # Serving inputs keep every name TensorFlow accepts, so clients of existing models keep working.
+    assert [names.raw_input_name(c) for c in ("fare", "od280/od315", "mean radius", "_id")] == [
+        "fare", "od280/od315", "mean_radius", "x_id"]
+    assert kinds.transformed_name("mean radius") == "mean_radius_xf"
+    values = _taxi_values()
+    values["features"]["trip miles"] = dict(values["features"]["trip_miles"])
+    with pytest.raises(spec_lib.SpecError, match=r"features.trip miles: 'trip miles' and 'trip_miles' "
+                                                 r"are the same name to TensorFlow"):
+        spec_lib.from_mapping(values, TAXI.directory)

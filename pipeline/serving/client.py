@@ -18,6 +18,7 @@ import httpx
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from models import missing_values, raw_examples
+from models.names import raw_input_name
 from models.spec import DatasetSpec
 
 RAW_SIGNATURE = "serving_raw"
@@ -74,20 +75,20 @@ def raw_instance(row: Mapping[str, Any], types: Mapping[str, int], where: str = 
                           "needed (leave the value empty if it is unknown)")
     instance = {}
     for column, kind in types.items():
-        value = row[column]
+        value, name = row[column], raw_input_name(column)
         if missing_values.is_blank(value):
-            instance[column] = _MISSING[kind]
+            instance[name] = _MISSING[kind]
             continue
         try:
             if kind == schema_pb2.FLOAT:
-                instance[column] = float(value)
+                instance[name] = float(value)
             elif kind == schema_pb2.INT:
                 number = float(value)
                 if not number.is_integer():
                     raise ValueError("not a whole number")
-                instance[column] = int(number)
+                instance[name] = int(number)
             else:
-                instance[column] = str(value)
+                instance[name] = str(value)
         except (TypeError, ValueError) as e:
             expected = {schema_pb2.FLOAT: "a number", schema_pb2.INT: "a whole number"}[kind]
             raise ClientError(f"{where}, column {column}: {value!r} is not {expected}") from e

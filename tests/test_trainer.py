@@ -1,0 +1,90 @@
+"""run_fn's training length: epochs sized by the data, early stopping on the eval split, the kept weights."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
+from tfx.components.util import tfxio_utils
+from tfx.types import standard_artifacts
+
+from models import trainer
+from models.spec import SPEC_KEY
+from tests.conftest import TAXI_SPEC
+from tests.test_distributed import TRAIN_ROWS, transformed_data  # noqa: F401  (a fixture)
+
+
+@pytest.mark.parametrize("examples, batch, max_epochs, max_steps, expected", [
+    # A pass over 160 rows is 2 batches: an epoch is stretched to MIN_STEPS_PER_EPOCH.
+    (160, 128, 20, None, (50, 20)),
+    (12_002, 128, 20, None, (94, 20)),
+    (1_200_000, 128, 5, None, (9375, 5)),
+    # A cap on steps: whole epochs within it, never more steps than it allows.
+    (12_002, 128, 20, 500, (94, 5)),
+    (12_002, 128, 20, 20, (20, 1)),
+    (160, 128, 20, 1, (1, 1)),
+])
+def test_an_epoch_is_a_pass_over_the_data_or_the_minimum_steps(examples, batch, max_epochs, max_steps,
+                                                                 expected):
+    plan = trainer.plan_epochs(examples, batch, max_epochs, max_steps)
+    assert (plan.steps_per_epoch, plan.epochs) == expected
+    assert plan.steps_per_epoch >= min(trainer.MIN_STEPS_PER_EPOCH, max_steps or np.inf)
+    if max_steps:
+        assert plan.steps_per_epoch * plan.epochs <= max_steps
+
+
+def test_an_empty_training_split_is_refused_with_what_to_check():
+    with pytest.raises(ValueError, match="training split has no examples.*CSV files have no rows"):
+        trainer.plan_epochs(0, 128, 20)
+
+
+@pytest.mark.parametrize("compression, suffix", [("GZIP", ".gz"), ("", "")])
+def test_count_examples_counts_every_record_of_every_file(tmp_path, compression, suffix):
+    sizes = (3, 0, 7)
+    for index, size in enumerate(sizes):
+        options = tf.io.TFRecordOptions(compression_type=compression)
+        with tf.io.TFRecordWriter(str(tmp_path / f"part-{index}{suffix}"), options) as writer:
+            for _ in range(size):
+                writer.write(b"x")
+    assert trainer.count_examples([str(tmp_path / "part-*")]) == sum(sizes)
+    assert trainer.count_examples([str(tmp_path / "nothing-*")]) == 0
+
+
+@pytest.mark.slow
+def test_training_stops_when_the_eval_loss_stops_improving_and_keeps_the_best_epoch(
+        transformed_data, tmp_path):  # noqa: F811
+    root, _ = transformed_data
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    fn_args = FnArgs(
+        train_files=[str(root / "examples" / "Split-train" / "*")],
+        eval_files=[str(root / "examples" / "Split-eval" / "*")],
+        train_steps=None, eval_steps=50,  # the defaults: no cap on steps
+        transform_output=str(root / "transform_graph"),
+        serving_model_dir=str(tmp_path / "serving_model"), model_run_dir=str(tmp_path / "run"),
+        data_accessor=DataAccessor(
+            tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+            record_batch_factory=None, data_view_decode_fn=None),
+        custom_config={SPEC_KEY: TAXI_SPEC.to_json()})
+    model = trainer.run_fn(fn_args)
+
+    with open(tmp_path / "run" / trainer.HISTORY_FILE, encoding="utf-8") as f:
+        record = json.load(f)
+    settings = TAXI_SPEC.training
+    assert record["train_examples"] == TRAIN_ROWS
+    # 600 rows are 5 batches: each epoch is stretched to the minimum number of steps.
+    assert record["steps_per_epoch"] == trainer.MIN_STEPS_PER_EPOCH
+    val_loss = record["history"]["val_loss"]
+    assert len(val_loss) == record["epochs_run"] <= settings.max_epochs
+    assert record["best_epoch"] == int(np.argmin(val_loss)) + 1
+    if record["epochs_run"] < settings.max_epochs:  # stopped early: `patience` epochs after the best
+        assert record["epochs_run"] - record["best_epoch"] == settings.patience
+
+    # The model returned (and saved) has the best epoch's weights, not the last epoch's.
+    validation = trainer.input_fn(fn_args.eval_files, fn_args.data_accessor,
+                                  trainer.tft.TFTransformOutput(fn_args.transform_output), TAXI_SPEC,
+                                  settings.batch_size, shuffle=False, num_epochs=1)
+    loss = model.evaluate(validation, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(min(val_loss), rel=1e-4)
+    assert os.path.isfile(tmp_path / "serving_model" / "saved_model.pb")
