@@ -4,8 +4,8 @@
   (models/tasks.py; binary: `probability`).
 - `serving_raw`: one tensor per raw column (for JSON clients) -> the same outputs. A missing value
   is its column's marker (models/missing_values.py: NaN, "", or exactly -2**31 for an integer). An
-  input is named after its column, or after `kinds.safe_name` of it where TensorFlow cannot hold
-  the column's name ("mean radius" -> "mean_radius"): models/names.py.
+  input is named after its column, or after a safe form of it where TensorFlow cannot hold the
+  column's name ("mean radius" -> "mean_radius"): models/names.py.
 - `transform_features`: serialized tf.Examples with the label -> transformed features (used by TFMA).
 """
 from typing import Dict

@@ -82,6 +82,11 @@ def _check_positive_int(key: str, value: Any) -> None:
         raise ValueError(f"{key}: {value!r} must be a positive integer")
 
 
+# Where the Trainer records how training went (models/trainer.py), in its model_run directory; the run
+# summary reads it back (pipeline/run_summary.py) without importing the Trainer's code.
+HISTORY_FILE = "training_history.json"
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """How long the Trainer trains (models/trainer.py): epochs over the training split until the loss on

@@ -16,9 +16,9 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
 from typing import List, Optional
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -26,12 +26,11 @@ from tfx_bsl.public import tfxio
 
 from models.model import build_model
 from models.signatures import make_signatures
-from models.spec import DatasetSpec, from_custom_config
+from models.spec import HISTORY_FILE, DatasetSpec, from_custom_config
 
 # A tiny table is validated every 50 steps (several passes), not after every batch or two: early
 # stopping then judges the model on as many updates as it would on a table of 6,400 rows.
 MIN_STEPS_PER_EPOCH = 50
-HISTORY_FILE = "training_history.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 1. Beam's in-process worker sizes every side input it caches with `objsize.get_deep_size`, and objsize
 first collects the ids of *every global of every loaded module* to exclude them. With TensorFlow, TFX and
 Beam loaded that is hundreds of thousands of objects per call: measured here, ~25 s of a 110 s run on the
-taxi data, 19 s of it inside Transform. Sizing without that exclusion set gives the cache a slightly
+example data, 19 s of it inside Transform. Sizing without that exclusion set gives the cache a slightly
 larger (safe) estimate at a fraction of the cost.
 
 2. Beam's dill pickler switches dill's trace logging on and off around every pickle, and each

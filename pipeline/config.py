@@ -15,7 +15,7 @@ BEAM_WORKER_PLUGIN = "pipeline.beam_worker"
 _BEAM_DEPENDENCY_OPTIONS = ("--setup_file", "--extra_package", "--extra_packages", "--requirements_file",
                             "--sdk_container_image", "--worker_harness_container_image")
 # Presets for Beam's local DirectRunner (`--beam-mode`). in_memory runs every bundle in this process:
-# measured here ~1.8x faster than multi_processing on the taxi data. multi_processing runs bundles in
+# measured here ~1.8x faster than multi_processing on the example data. multi_processing runs bundles in
 # worker processes, one per core (`--direct_num_workers=0`), for data that outgrows one core.
 BEAM_MODES = {
     "in_memory": ("--direct_running_mode=in_memory", "--direct_num_workers=1"),
@@ -90,7 +90,8 @@ class PipelineConfig:
     """
     spec_dir: str = setting(
         DEFAULT_SPEC_DIR, "Dataset spec directory: dataset.yaml (columns, label, task, model, "
-        "training) and schema.pbtxt.", flag="--spec", path=True, show_default="schemas/taxi")
+        "training) and schema.pbtxt.", flag="--spec", path=True,
+        show_default=os.path.relpath(DEFAULT_SPEC_DIR, PROJECT_ROOT))
     pipeline_name: Optional[str] = setting(
         None, "The pipeline's name in the metadata store (and the Airflow DAG's id). Default: "
         "<spec name>_<label name>.")

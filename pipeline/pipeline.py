@@ -60,8 +60,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     code = fingerprints.code_sha256
     # The dataset spec travels as data: what preprocessing_fn and run_fn build from, and their cache
     # key; Transform gets only the part it reads, so a gate or training edit does not re-run it.
-    transform_spec = {SPEC_KEY: config.run_spec.to_json(TRANSFORM_KEYS)}
-    trainer_spec = {SPEC_KEY: config.run_spec.to_json()}
+    run_spec = config.run_spec
+    transform_spec = {SPEC_KEY: run_spec.to_json(TRANSFORM_KEYS)}
+    trainer_spec = {SPEC_KEY: run_spec.to_json()}
     data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
     if kubeflow:
         data_root = data_types.RuntimeParameter(name="data_root", ptype=str, default=data_root)
@@ -132,7 +133,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         # TFX's Transform executor runs only the preprocessing_fn's module of ours.
         custom_config={**transform_spec, "code_sha256": code(_module_of(PREPROCESSING_FN))},
         # StatisticsGen already profiles the raw data; pre/post-transform statistics would double
-        # Transform's time on the taxi data.
+        # Transform's time on the example data (schemas/taxi).
         disable_statistics=True,
         force_tf_compat_v1=True)
     # No training on data that broke the schema or drifted too far.

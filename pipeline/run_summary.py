@@ -172,8 +172,9 @@ def _data_read(store, examples) -> Dict[str, str]:
 
 
 def _training_record(model_run_uri: str) -> Optional[Dict[str, object]]:
-    from models.trainer import HISTORY_FILE  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (the URI may be gs://)
+
+    from models.spec import HISTORY_FILE  # pylint: disable=import-outside-toplevel
 
     path = os.path.join(model_run_uri, HISTORY_FILE)
     if not tf.io.gfile.exists(path):  # a model trained before the record existed

@@ -10,7 +10,7 @@ from tfx.components.util import tfxio_utils
 from tfx.types import standard_artifacts
 
 from models import trainer
-from models.spec import SPEC_KEY
+from models.spec import HISTORY_FILE, SPEC_KEY
 from tests.conftest import TAXI_SPEC
 from tests.test_distributed import TRAIN_ROWS, transformed_data  # noqa: F401  (a fixture)
 
@@ -69,7 +69,7 @@ def test_training_stops_when_the_eval_loss_stops_improving_and_keeps_the_best_ep
         custom_config={SPEC_KEY: TAXI_SPEC.to_json()})
     model = trainer.run_fn(fn_args)
 
-    with open(tmp_path / "run" / trainer.HISTORY_FILE, encoding="utf-8") as f:
+    with open(tmp_path / "run" / HISTORY_FILE, encoding="utf-8") as f:
         record = json.load(f)
     settings = TAXI_SPEC.training
     assert record["train_examples"] == TRAIN_ROWS
