@@ -210,7 +210,7 @@ def check_model(model_path: str, serialized: Sequence[bytes], model_name: str, t
             return CheckResult(blessed=False, reason=f"the model server failed: {e}",
                                examples=len(serialized))
         finally:
-            server.stop()
+            server.stop(kill=True)
             if server_log and os.path.exists(log_path):
                 io_utils.copy_file(log_path, server_log, overwrite=True)
     return verdict(served, expected, latencies, tolerance, max_p50_latency_ms)

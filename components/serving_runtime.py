@@ -108,13 +108,20 @@ class LocalServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def stop(self) -> Optional[int]:
-        """Stops the server (SIGTERM, then SIGKILL after 15 s); returns its exit code."""
+    def stop(self, kill: bool = False) -> Optional[int]:
+        """Stops the server (SIGTERM, then SIGKILL after 15 s); returns its exit code.
+
+        `kill`: SIGKILL at once, for a throwaway server whose answers are all in (a graceful
+        shutdown takes ~1.5 s).
+        """
         self._session.close()
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.terminate()
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -10,12 +10,20 @@ larger (safe) estimate at a fraction of the cost.
 `Logger.setLevel` clears the level cache of every logger in the process (thousands here): ~12 s of
 Transform. Setting dill's level directly and clearing only dill's own logger cache is equivalent, since
 the "dill" logger has no children.
+
+3. Beam asks whether a DoFn is stateful (`userstate.get_dofn_specs`: `inspect.signature` of every method
+of the DoFn) each time it builds a bundle processor or a transform's proto: ~7,000 calls and ~4 s of a
+60 s run on the example data, ~0.7 ms each. The answer depends only on the DoFn's class unless the
+instance itself holds bound methods, so it is computed once per class; such instances are inspected
+every time, as before.
 """
 import logging
+import types
 
 import dill._dill
 import objsize
 from apache_beam.runners.worker import statecache
+from apache_beam.transforms import userstate
 
 _original_get_deep_size = statecache.get_deep_size
 
@@ -37,7 +45,22 @@ def _set_dill_trace(enabled: bool) -> None:
         logger._cache.clear()  # pylint: disable=protected-access
 
 
+_original_get_dofn_specs = userstate.get_dofn_specs
+_dofn_specs_by_class = {}
+
+
+def _dofn_specs_cached_by_class(dofn):
+    if any(isinstance(v, types.MethodType) for v in getattr(dofn, "__dict__", {}).values()):
+        return _original_get_dofn_specs(dofn)
+    key = type(dofn)
+    if key not in _dofn_specs_by_class:
+        _dofn_specs_by_class[key] = _original_get_dofn_specs(dofn)
+    states, timers = _dofn_specs_by_class[key]
+    return set(states), set(timers)
+
+
 def install() -> None:
     """Idempotent; affects only this process (the DirectRunner's in-process worker)."""
     statecache.get_deep_size = _deep_size_without_module_scan
     dill._dill._trace = _set_dill_trace  # pylint: disable=protected-access
+    userstate.get_dofn_specs = _dofn_specs_cached_by_class
