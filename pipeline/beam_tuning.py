@@ -16,13 +16,17 @@ of the DoFn) each time it builds a bundle processor or a transform's proto: ~7,0
 60 s run on the example data, ~0.7 ms each. The answer depends only on the DoFn's class unless the
 instance itself holds bound methods, so it is computed once per class; such instances are inspected
 every time, as before.
+
+4. At the end of every bundle Beam stops its state sampler (per-step timing for Beam's metrics) and
+waits for its thread, which sleeps up to 200 ms between samples: ~1.4 s of a cold run's 246 bundles.
+Sampling every 20 ms gives the same metrics, slightly finer, for a wait of ~0.5 s.
 """
 import logging
 import types
 
 import dill._dill
 import objsize
-from apache_beam.runners.worker import statecache
+from apache_beam.runners.worker import statecache, statesampler
 from apache_beam.transforms import userstate
 
 _original_get_deep_size = statecache.get_deep_size
@@ -45,6 +49,8 @@ def _set_dill_trace(enabled: bool) -> None:
         logger._cache.clear()  # pylint: disable=protected-access
 
 
+SAMPLING_PERIOD_MS = 20
+
 _original_get_dofn_specs = userstate.get_dofn_specs
 _dofn_specs_by_class = {}
 
@@ -64,3 +70,4 @@ def install() -> None:
     statecache.get_deep_size = _deep_size_without_module_scan
     dill._dill._trace = _set_dill_trace  # pylint: disable=protected-access
     userstate.get_dofn_specs = _dofn_specs_cached_by_class
+    statesampler.StateSampler.__init__.__defaults__ = (SAMPLING_PERIOD_MS,)

@@ -76,3 +76,14 @@ def test_invalid_dofn_still_refused_every_time(tuned):  # pylint: disable=unused
     for _ in range(2):
         with pytest.raises(ValueError, match="duplicate process method parameters"):
             userstate.get_dofn_specs(_TwiceTheSameState())
+
+
+def test_bundles_state_sampler_samples_every_20_ms(tuned):  # pylint: disable=unused-argument
+    # What Beam's bundle processor creates for every bundle (runners/worker/bundle_processor.py).
+    from apache_beam.runners.worker import statesampler  # pylint: disable=import-outside-toplevel
+    from apache_beam.utils.counters import CounterFactory  # pylint: disable=import-outside-toplevel
+
+    sampler = statesampler.StateSampler("fnapi-step-1", CounterFactory())
+    assert sampler.sampling_period_ms == beam_tuning.SAMPLING_PERIOD_MS == 20
+    sampler.start()
+    sampler.stop()  # returns within a period
