@@ -127,6 +127,11 @@ class Kind:
         """Keras tensors of shape [batch, d] for this feature's model inputs."""
         raise NotImplementedError
 
+    def embedding_labels(self, tf_transform_output) -> Dict[str, List[str]]:
+        """{embedding layer name: a label per row} for the tables this feature looks its ids up in
+        (TensorBoard's Embedding Projector shows them); a shared table has the same entry in each member."""
+        return {}
+
     def share_settings(self) -> dict:
         """What features sharing one vocabulary or grid and one embedding must agree on."""
         return {k: v for k, v in self.to_spec().items() if k not in self.column_options}
@@ -141,8 +146,12 @@ class Kind:
         return values
 
 
+def _own_embedding_name(name: str) -> str:
+    return f"{name}_embedding"
+
+
 def _own_embedding(name: str, num_ids: int, value):
-    return tf.keras.layers.Embedding(num_ids, embedding_dim(num_ids), name=f"{name}_embedding")(value)
+    return tf.keras.layers.Embedding(num_ids, embedding_dim(num_ids), name=_own_embedding_name(name))(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,13 +245,27 @@ class Categorical(Kind):
             ids = tft.apply_vocabulary(value, vocabulary, num_oov_buckets=self.oov_buckets)
         return {transformed_name(self.name): ids}
 
+    @property
+    def embedding_name(self) -> str:
+        if self.share is None:
+            return _own_embedding_name(transformed_name(self.name))
+        return f"{safe_name(self.share)}_shared_embedding"
+
     def encode(self, inputs, shared, settings):
         value = inputs[transformed_name(self.name)]
         if self.share is None:
             return [_own_embedding(transformed_name(self.name), self.num_ids, value)]
         layer = shared.get("embedding", self.share, lambda: layers.SharedEmbedding(
-            self.num_ids, settings.shared_embedding_dim, name=f"{safe_name(self.share)}_shared_embedding"))
+            self.num_ids, settings.shared_embedding_dim, name=self.embedding_name))
         return [layer(value)]
+
+    def embedding_labels(self, tf_transform_output):
+        # tft.apply_vocabulary: ids [0, len(vocabulary)) are its entries, the next `oov_buckets` the
+        # hash buckets of other values; a vocabulary shorter than top_k leaves the last rows unused.
+        vocabulary = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in
+                      tf_transform_output.vocabulary_by_name(safe_name(self.share or self.name))]
+        labels = vocabulary + [f"(other values, bucket {k + 1})" for k in range(self.oov_buckets)]
+        return {self.embedding_name: labels + ["(unused)"] * (self.num_ids - len(labels))}
 
     def to_spec(self):
         values = super().to_spec()
@@ -292,6 +315,10 @@ class CategoricalInt(Kind):
         return [_own_embedding(transformed_name(self.name), self.num_ids,
                                inputs[transformed_name(self.name)])]
 
+    def embedding_labels(self, tf_transform_output):
+        return {_own_embedding_name(transformed_name(self.name)):
+                ["(missing or out of range)"] + [str(v) for v in range(self.min, self.max + 1)]}
+
 
 @dataclasses.dataclass(frozen=True)
 class Coordinates(Kind):
@@ -340,12 +367,23 @@ class Coordinates(Kind):
         unknown = tf.constant(self.num_ids - 1, tf.int64)
         return {transformed_name(self.name): tf.where(present, cell, unknown)}
 
+    @property
+    def embedding_name(self) -> str:
+        return f"{safe_name(self.share or self.name)}_embedding"
+
     def encode(self, inputs, shared, settings):
         def make():
             return layers.SharedEmbedding(self.num_ids, settings.shared_embedding_dim,
-                                          name=f"{safe_name(self.share or self.name)}_embedding")
+                                          name=self.embedding_name)
         layer = make() if self.share is None else shared.get("embedding", self.share, make)
         return [layer(inputs[transformed_name(self.name)])]
+
+    def embedding_labels(self, tf_transform_output):
+        # The id of a cell (see `transform`): latitude bucket * buckets + longitude bucket, counted
+        # from the south-west; buckets are quantiles of the training coordinates.
+        cells = [f"latitude {lat + 1}/{self.buckets}, longitude {lon + 1}/{self.buckets}"
+                 for lat in range(self.buckets) for lon in range(self.buckets)]
+        return {self.embedding_name: cells + ["(missing coordinates)"]}
 
     def to_spec(self):
         values = super().to_spec()

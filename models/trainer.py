@@ -24,6 +24,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
+from models import projector
 from models.model import build_model
 from models.signatures import make_signatures
 from models.spec import HISTORY_FILE, DatasetSpec, from_custom_config
@@ -153,6 +154,7 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     model.save(save_dir, save_format="tf", signatures=make_signatures(model, tf_transform_output, spec))
     if is_chief:
         _write_history(fn_args.model_run_dir, plan, history.history, early_stopping.best_epoch)
+        projector.write(fn_args.model_run_dir, model, spec, tf_transform_output)
     else:
         shutil.rmtree(save_dir, ignore_errors=True)
     return model

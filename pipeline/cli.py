@@ -266,6 +266,45 @@ def runs(spec_dir, output_dir):
 
 
 @main.command()
+@config_options("spec_dir", "output_dir")
+@click.option("--run-id", default=None, help="A run id from the metadata store; default: the latest.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=6006, show_default=True,
+              help="0: any free port.")
+def tensorboard(spec_dir, output_dir, run_id, host, port):
+    """Start TensorBoard on a run's training logs: loss and metric curves per epoch (train and eval),
+    the model graph, and the embedding tables labelled in the Embedding Projector."""
+    _quiet_libraries(False)
+    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
+
+    config = _config(spec_dir=spec_dir, output_dir=output_dir)
+    try:
+        past = summarize(config.metadata_path, config.pipeline_name, run_id)
+    except (FileNotFoundError, LookupError) as e:
+        _error(f"[red]{escape(str(e))}[/]")
+        sys.exit(EXIT_FAILED)
+    trainer = past.component("Trainer")
+    logs = trainer.outputs.get("model_run") if trainer else None
+    if not logs or not os.path.isdir(logs[0].uri):
+        _error(f"[red]Run {escape(past.run_id)} has no training logs: its Trainer did not run"
+               f"{' (' + trainer.state + ')' if trainer else ''}. Pick another with --run-id "
+               "(`python -m pipeline runs` lists them).[/]")
+        sys.exit(EXIT_FAILED)
+    from tensorboard import program  # pylint: disable=import-outside-toplevel
+
+    board = program.TensorBoard()
+    board.configure(logdir=logs[0].uri, host=host, port=port)
+    url = board.launch()
+    console.print(f"TensorBoard on the training logs of run {escape(past.run_id)} ({trainer.state}): "
+                  f"{url}  (Ctrl+C stops it)", soft_wrap=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
 @spec_option
 @click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True)
 @click.option("--model-name", default=None, help="Default: the spec's label name.")

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from models.raw_examples import column_types, to_tf_examples
 from pipeline.cli import main
 from pipeline.run_summary import summarize
 from pipeline.serving import client
-from tests.conftest import TAXI_SPEC, run_cli, write_csv
+from tests.conftest import TAXI_SPEC, cli_env, run_cli, write_csv
 
 TYPES = client.serving_column_types(TAXI_SPEC)
 
@@ -308,3 +309,74 @@ def test_drift_from_the_previous_data_stops_the_run(runs, after_runs, tmp_path, 
     assert "drifted from the previous run's data" in result.stderr
     assert "column 'payment_type'" in result.stderr
     assert sorted(os.listdir(after_runs["push_dir"])) == runs["versions_first"]
+
+
+def _get(url, timeout=60.0):
+    """GET once TensorBoard has read the logs (it loads them in the background after starting)."""
+    import requests  # pylint: disable=import-outside-toplevel
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = requests.get(url, timeout=10)
+            if reply.ok and reply.content not in (b"{}", b"[]"):
+                return reply
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"TensorBoard did not answer {url}"
+        time.sleep(0.5)
+
+
+def test_tensorboard_shows_curves_graph_and_labelled_embeddings(runs):
+    """`pipeline tensorboard` on the latest run (cached: its Trainer's logs are the first run's),
+    checked through TensorBoard's own HTTP data API against what the run wrote and pushed."""
+    from components.serving_runtime import free_ports  # pylint: disable=import-outside-toplevel
+
+    port = free_ports(1)[0]
+    process = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "pipeline", "tensorboard", "--output-dir", str(runs["root"] / "out"),
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=cli_env())
+    base = f"http://127.0.0.1:{port}/data/plugin"
+    try:
+        trainer = summarize(runs["metadata"], PIPELINE_NAME).component("Trainer")
+        assert trainer.state == "cached"
+        with open(os.path.join(trainer.outputs["model_run"][0].uri, "training_history.json"),
+                  encoding="utf-8") as f:
+            history = json.load(f)["history"]
+
+        # Curves: a point per epoch, the values the Trainer recorded, for train and eval.
+        tags = _get(f"{base}/scalars/tags").json()
+        for run, key in (("train", "loss"), ("validation", "val_loss")):
+            assert "epoch_loss" in tags[run], tags
+            points = _get(f"{base}/scalars/scalars?run={run}&tag=epoch_loss").json()
+            assert [p[2] for p in points] == pytest.approx(history[key], rel=1e-6)
+        # The Keras model's graph: its layers and how the inputs flow through them.
+        assert _get(f"{base}/graphs/info").json()["train"]["tags"]["keras"]["conceptual_graph"] is True
+
+        # Embeddings: every table of the model, each row labelled, the values the pushed model holds.
+        info = _get(f"{base}/projector/info?run=.").json()
+        names = {e["tensorName"]: e for e in info["embeddings"]}
+        place, company = ("place_embedding/.ATTRIBUTES/VARIABLE_VALUE",
+                          "company_xf_embedding/.ATTRIBUTES/VARIABLE_VALUE")
+        assert {place, company} <= set(names), sorted(names)
+        place_labels = _get(f"{base}/projector/metadata?run=.&name={place}").text.splitlines()
+        assert len(place_labels) == 12 * 12 + 1 and place_labels[-1] == "(missing coordinates)"
+        assert place_labels[1] == "latitude 1/12, longitude 2/12"
+        transform = summarize(runs["metadata"], PIPELINE_NAME).component("Transform")
+        with open(os.path.join(transform.outputs["transform_graph"][0].uri, "transform_fn", "assets",
+                               "company"), encoding="utf-8") as f:
+            vocabulary = f.read().splitlines()
+        company_labels = _get(f"{base}/projector/metadata?run=.&name={company}").text.splitlines()
+        assert company_labels[:len(vocabulary)] == vocabulary
+        assert company_labels[len(vocabulary)] == "(other values, bucket 1)"
+        assert len(company_labels) == 100 + 10  # the spec's top_k + oov_buckets
+
+        model = tf.keras.models.load_model(str(runs["push_dir"] / runs["versions_first"][0]))
+        rows = np.frombuffer(_get(f"{base}/projector/tensor?run=.&name={place}").content, np.float32)
+        np.testing.assert_allclose(
+            rows, model.get_layer("place_embedding").embeddings.numpy().reshape(-1), rtol=0, atol=0)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"http://127.0.0.1:{port}/" in output and "(cached)" in output, output
