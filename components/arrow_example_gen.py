@@ -53,7 +53,7 @@ SHARD_INPUT_BYTES = 64 << 20
 # Cells whose value pyarrow parses as Python's int()/float() would (Python parses a few more forms:
 # '+1', ' 1', '1_000', 'nan', 'inf', longer integers; those take the per-value path).
 _PLAIN_INT = r"^-?[0-9]{1,18}$"  # 18 digits always fit int64
-_PLAIN_FLOAT = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$"
+_PLAIN_FLOAT = r"^-?(([0-9]*\.[0-9]+|[0-9]+\.[0-9]*)([eE][+-]?[0-9]{1,3})?|[0-9]+[eE][+-]?[0-9]{1,3})$"
 _EMPTY_FEATURE = {ColumnType.INT: b"\x1a\x00", ColumnType.FLOAT: b"\x12\x00",
                   ColumnType.STRING: b"\x0a\x00", ColumnType.UNKNOWN: b""}
 _FEATURE_TAG = {ColumnType.INT: b"\x1a", ColumnType.FLOAT: b"\x12", ColumnType.STRING: b"\x0a"}
@@ -131,7 +131,8 @@ def _entries(name: str, values: pa.Array, column_type: ColumnType) -> Tuple[pa.A
         payload = _varints(_parse(values, _plain(values, _PLAIN_INT), pa.int64(), int))
     elif column_type == ColumnType.FLOAT:
         plain = pc.or_(_plain(values, _PLAIN_INT), _plain(values, _PLAIN_FLOAT))
-        numbers = _parse(values, plain, pa.float64(), float).astype(np.float32)
+        with np.errstate(over="ignore"):  # past float32: inf, as protobuf stores it
+            numbers = _parse(values, plain, pa.float64(), float).astype(np.float32)
         payload = _binary(numbers.view(np.uint8), np.full(len(numbers), 4))
     else:
         payload = values.cast(pa.binary())
@@ -171,7 +172,7 @@ def _column_type(values: pa.Array) -> ColumnType:
     is_int = _plain(values, _PLAIN_INT)
     if pc.all(is_int).as_py():
         return ColumnType.INT
-    is_float = pc.and_(_plain(values, _PLAIN_FLOAT), pc.invert(is_int))
+    is_float = _plain(values, _PLAIN_FLOAT)  # never an integer: int() decides those
     found = ({ColumnType.INT} if pc.any(is_int).as_py() else set()) | (
         {ColumnType.FLOAT} if pc.any(is_float).as_py() else set())
     others = pc.unique(values.filter(pc.invert(pc.or_(is_int, is_float))))
