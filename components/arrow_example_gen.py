@@ -103,7 +103,7 @@ def _parse(values: pa.Array, plain: pa.Array, arrow_type: pa.DataType, python_ty
         numbers[plain_mask] = pc.cast(values.filter(plain), arrow_type).to_numpy(zero_copy_only=False)
     other = np.flatnonzero(~plain_mask & (pc.binary_length(values).to_numpy(zero_copy_only=False) > 0))
     if other.size:
-        # Bytes, as CsvExampleGen's handlers parse them (int('١') is 1, int('١'.encode()) an error).
+        # As CsvExampleGen's handlers parse them: the cell's bytes.
         numbers[other] = [python_type(values[int(i)].as_py().encode()) for i in other]
     return numbers
 
@@ -158,7 +158,8 @@ def serialize_examples(batch: pa.RecordBatch, column_types: ColumnTypes) -> pa.A
     `tf.train.Example.SerializeToString(deterministic=True)` gives for CsvExampleGen's examples."""
     entries, length = [], np.zeros(batch.num_rows, np.int64)
     for name in sorted(batch.schema.names, key=lambda n: n.encode()):  # as protobuf sorts map keys
-        column_entries, column_lengths = _entries(name, batch.column(name), column_types[name])
+        column_entries, column_lengths = _entries(name, batch.column(name),
+                                                  column_types.get(name, ColumnType.UNKNOWN))
         entries.append(column_entries)
         length += column_lengths
     return _join(_bytes(b"\x0a"), _varints(length), *entries)  # Example.features

@@ -5,6 +5,8 @@ import glob
 import hashlib
 import os
 
+import apache_beam as beam
+from apache_beam.testing import util as beam_util
 import pytest
 import tensorflow as tf
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
@@ -16,9 +18,11 @@ from components import arrow_example_gen
 from tests.conftest import write_csv
 
 BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+# 7 buckets: modulo 5 (the pipeline's 4 + 1) or 3, the sha256 is its bytes' sum (256 = 1 mod 5 and 3),
+# so a split that got the bytes' order wrong would still agree.
 HASH_SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
-    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=5),
+    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=2)]))
 ONE_INPUT = example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split",
                                                                       pattern="*")])
 
@@ -124,6 +128,19 @@ def test_rows_are_written_canonically_in_a_mixed_reproducible_order(tmp_path, ta
     assert records(again, "train") == written and records(again, "eval") == records(first, "eval")
 
 
+def test_tfx_s_own_per_row_split_of_the_records_agrees(tmp_path, taxi_data):
+    """BaseExampleGenExecutor's per-record path: our PTransform's records, split by TFX's
+    `_PartitionFn` one row at a time, land where the vectorized split put them."""
+    ours = run(arrow_example_gen.Executor, taxi_data, str(tmp_path / "arrow"))
+    with beam.Pipeline(argv=BEAM_ARGS) as pipeline:
+        splits = arrow_example_gen.Executor().GenerateExamplesByBeam(pipeline, {
+            "input_base": taxi_data, "input_config": proto_utils.proto_to_json(ONE_INPUT),
+            "output_config": proto_utils.proto_to_json(HASH_SPLITS)})
+        for split, pcollection in splits.items():
+            beam_util.assert_that(pcollection, beam_util.equal_to(records(ours, split)),
+                                  label=f"Check[{split}]")
+
+
 def test_input_splits_are_kept_as_they_are_without_hashing(tmp_path, taxi_rows):
     fieldnames, rows = taxi_rows
     write_csv(str(tmp_path / "data" / "train" / "part.csv"), fieldnames, rows[:300])
@@ -144,6 +161,8 @@ def test_a_split_no_row_hashes_into_is_written_empty(tmp_path, taxi_rows):
     fieldnames, rows = taxi_rows
     write_csv(str(tmp_path / "data" / "one.csv"), fieldnames, rows[:1])
     examples = run(arrow_example_gen.Executor, str(tmp_path / "data"), str(tmp_path / "out"))
+    assert all(glob.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz"))
+               for split in ("train", "eval"))  # readers glob the split's files
     assert sorted(len(records(examples, split)) for split in ("train", "eval")) == [0, 1]
 
 
