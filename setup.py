@@ -38,6 +38,7 @@ setup(
         "protobuf==3.20.3; python_version < '3.11'",
         "protobuf==4.25.8; python_version >= '3.11'",
         "numpy==1.26.4",
+        "pyarrow==10.0.1",
         "pandas==1.5.3",
         "absl-py==1.4.0",
         "click==8.5.1",

@@ -9,11 +9,16 @@ Beam worker process) every 0.2 s. multi_processing uses `--direct_num_workers` (
 Prints a table, the time per row relative to the smallest size (flat = linear scaling), each
 component's duration and its peak memory (from the run's ML Metadata), and merges the figures into
 bench/results/scale.json (keyed by size and mode, so sizes and modes can be measured one at a time).
+
+After each run, on the same files and the run's own outputs, bench/limits.py measures what the machine
+can do for each Beam component's work with the same libraries and no Beam; each component's time is
+printed as a multiple of that limit (goal: within 3x at 1.5M rows).
 """
 import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -31,6 +36,7 @@ from pipeline.run_summary import latest_run_id, open_store  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "scale.json")
 GOAL_PEAK_MB = 4096
+GOAL_LIMIT_RATIO = 3
 
 
 def data_dir(work_dir: str, rows: int, seed: int) -> str:
@@ -90,9 +96,25 @@ def measure(data: str, rows: int, mode: str, workers: int, work_dir: str, keep: 
                 "peak_cli_process_rss_mb": round(max(m for _, m in during) / 2**20) if during else None}
     pushed = os.path.join(out, "serving_model", config.model_name)
     result["pushed"] = os.path.isdir(pushed) and bool(os.listdir(pushed))
+    if exit_code == 0:
+        result["limits"] = measure_limits(data, out, work_dir)
     if not keep:
         shutil.rmtree(out, ignore_errors=True)
     return result
+
+
+def measure_limits(data: str, out: str, work_dir: str) -> dict:
+    """bench/limits.py in a fresh process, as the pipeline ran: {component: seconds}."""
+    log = os.path.join(work_dir, "limits.log")
+    with open(log, "w", encoding="utf-8") as stderr:
+        done = subprocess.run([sys.executable, "-m", "bench.limits", "--data-root", data,
+                               "--output-dir", out], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                              cwd=os.path.dirname(HERE), check=False)
+    if done.returncode != 0:
+        with open(log, encoding="utf-8") as f:
+            sys.stderr.write(f.read()[-3000:])
+        return {}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def load_results() -> list:
@@ -139,6 +161,28 @@ def report(runs: list, console: Console) -> None:
         console.print(f"[bold]{r['mode']} {r['rows']:,}[/] per component (s / peak MB): " + ", ".join(
             f"{name} {c['seconds']} / {c['peak_rss_mb']}" for name, c in r["components"].items()
             if c["seconds"] >= 0.5))
+    report_limits(runs, console)
+
+
+def report_limits(runs: list, console: Console) -> None:
+    """Each Beam component's time as a multiple of what the machine does without Beam."""
+    measured = [r for r in runs if r.get("limits")]
+    if not measured:
+        return
+    table = Table(title="Beam components against their limit (bench/limits.py: the same libraries "
+                        "and files, no Beam)")
+    for column in ("mode", "rows", "component", "seconds", "limit s", "x limit"):
+        table.add_column(column, justify="left" if column in ("mode", "component") else "right")
+    for r in measured:
+        for name, limit in r["limits"].items():
+            seconds = r["components"].get(name, {}).get("seconds")
+            ratio = f"{seconds / limit:.1f}x" if seconds is not None and limit > 0 else "-"
+            table.add_row(r["mode"], f"{r['rows']:,}", name, "-" if seconds is None else f"{seconds}",
+                          f"{limit}", ratio)
+    console.print(table)
+    console.print(f"Goal: every Beam component within {GOAL_LIMIT_RATIO}x of its limit at 1.5M rows. "
+                  "The Transform limit leaves out its analyzers' pass; the Trainer runs a fixed "
+                  "number of steps and has none.")
 
 
 def main(argv=None):

@@ -139,7 +139,7 @@ def test_editing_the_dataset_spec_changes_the_keys_of_what_builds_from_it(tmp_pa
     assert "Evaluator" in _changed(before, _parameters(config()))
 
 
-CODE_KEYED = {"ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform", "Trainer",
+CODE_KEYED = {"CsvExampleGen", "ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform", "Trainer",
               "ServingCheck", "Pusher"}
 
 
@@ -157,7 +157,9 @@ def project_copy(tmp_path, monkeypatch):
 def _code_key(parameters):
     if "code_sha256" in parameters:  # a parameter of the project's function components
         return parameters["code_sha256"]
-    return json.loads(parameters["custom_config"])["code_sha256"]  # TFX's own component classes
+    custom_config = json.loads(parameters["custom_config"])  # TFX's own component classes
+    # ExampleGen's is a CustomConfig proto: the fingerprint is in its `Any`.
+    return custom_config.get("custom_config", {}).get("value", custom_config)["code_sha256"]
 
 
 def test_each_component_running_project_code_is_keyed_on_it_wherever_the_project_lives(
@@ -193,6 +195,7 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
     ("components/serving_runtime.py", {"ServingCheck"}),
     ("pipeline/serving/rest.py", {"ServingCheck"}),  # the server it starts imports it when it starts
     ("components/atomic_pusher.py", {"Pusher"}),
+    ("components/arrow_example_gen.py", {"CsvExampleGen"}),
     # Every `components` module runs the package's __init__.py first.
     ("components/__init__.py", CODE_KEYED - {"Transform"}),
     ("pipeline/summary_view.py", set()),  # the CLI's, run by no component

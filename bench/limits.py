@@ -1,0 +1,148 @@
+"""What the machine can do for each Beam component's work, with the same libraries and no Beam: the
+yardstick bench/scale.py divides each component's time by.
+
+    .venv/bin/python -m bench.limits --data-root DIR --output-dir RUN_OUTPUT_DIR
+
+Run on the files and the output directory of a finished pipeline run (bench/scale.py does, in the same
+run). Prints {component: seconds} as JSON; each time includes loading what the component loads.
+
+- CsvExampleGen: pyarrow reads the CSV files, tfx_bsl's RecordBatchToExamplesEncoder makes the
+  tf.Examples, TensorFlow's TFRecordWriter writes them gzipped.
+- StatisticsGen: TFDV's statistics of those RecordBatches, in memory (one pass over all rows, where
+  StatisticsGen makes one per split).
+- Transform: the run's transform graph applied to every example the run ingested, parsing included;
+  not its analyzers' pass over the train split, which tf.Transform runs in Beam only.
+- Evaluator: the run's model's serving signature on the eval split's examples.
+- The Trainer runs a fixed number of steps, whatever the data size; it has no limit here.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Dict, List, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.csv as pa_csv  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pipeline.config import PipelineConfig  # noqa: E402
+from pipeline.run_summary import open_store  # noqa: E402
+
+BATCH_ROWS = 1000
+
+
+def as_lists(table: pa.Table) -> pa.RecordBatch:
+    """One value per cell as the encoder wants it: a list (empty for an empty cell) of int64, float32
+    or bytes, like CsvExampleGen's features."""
+    columns = []
+    for column in table.columns:
+        column = column.combine_chunks()
+        if pa.types.is_integer(column.type):
+            values = column.cast(pa.int64())
+        elif pa.types.is_floating(column.type):
+            values = column.cast(pa.float32())
+        else:
+            values = column.cast(pa.string()).cast(pa.binary())
+        offsets = np.zeros(len(values) + 1, np.int32)
+        np.cumsum(values.is_valid().to_numpy(zero_copy_only=False), out=offsets[1:])
+        columns.append(pa.ListArray.from_arrays(pa.array(offsets), values.drop_null()))
+    return pa.RecordBatch.from_arrays(columns, table.column_names)
+
+
+def ingestion(data_root: str) -> Tuple[float, List[pa.RecordBatch]]:
+    """Seconds, and the RecordBatches read (the statistics limit reads the same)."""
+    from tfx_bsl.coders import example_coder  # pylint: disable=import-outside-toplevel
+
+    started = time.perf_counter()
+    encoder = example_coder.RecordBatchToExamplesEncoder()
+    batches = []
+    with tempfile.TemporaryDirectory() as out:
+        with tf.io.TFRecordWriter(os.path.join(out, "examples.gz"), "GZIP") as writer:
+            for path in sorted(glob.glob(os.path.join(data_root, "*"))):
+                batch = as_lists(pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(
+                    strings_can_be_null=True)))
+                batches.append(batch)
+                for record in encoder.encode(batch):
+                    writer.write(record)
+    return time.perf_counter() - started, batches
+
+
+def statistics(batches: List[pa.RecordBatch]) -> float:
+    # pylint: disable=import-outside-toplevel
+    import tensorflow_data_validation as tfdv
+    from tensorflow_data_validation.statistics import stats_impl  # TFDV's in-memory, Beam-free path
+
+    started = time.perf_counter()
+    table = pa.Table.from_batches(batches).combine_chunks()
+    stats_impl.generate_statistics_in_memory(table.to_batches()[0], tfdv.StatsOptions())
+    return time.perf_counter() - started
+
+
+def _latest(store, type_name: str, example_gen_only: bool = False):
+    artifacts = [a for a in store.get_artifacts_by_type(type_name)
+                 if not example_gen_only or "input_fingerprint" in a.custom_properties]
+    return max(artifacts, key=lambda a: a.id).uri
+
+
+def _examples(examples_uri: str, splits) -> tf.data.Dataset:
+    files = [f for split in splits
+             for f in sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))]
+    return tf.data.TFRecordDataset(files, "GZIP").batch(BATCH_ROWS)
+
+
+def transform(examples_uri: str, transform_graph_uri: str) -> float:
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+
+    started = time.perf_counter()
+    output = tft.TFTransformOutput(transform_graph_uri)
+    layer = output.transform_features_layer()
+    spec = output.raw_feature_spec()
+
+    @tf.function  # traced once, as tf.Transform runs the graph; eager calls cost ~10x here
+    def apply(batch):
+        return layer(tf.io.parse_example(batch, spec))
+
+    for batch in _examples(examples_uri, ("train", "eval")):
+        apply(batch)
+    return time.perf_counter() - started
+
+
+def evaluation(examples_uri: str, model_uri: str) -> float:
+    from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
+
+    started = time.perf_counter()
+    signature = tf.saved_model.load(path_utils.serving_model_path(model_uri)).signatures[
+        "serving_default"]
+    for batch in _examples(examples_uri, ("eval",)):
+        signature(examples=batch)
+    return time.perf_counter() - started
+
+
+def measure(data_root: str, output_dir: str) -> Dict[str, float]:
+    store = open_store(PipelineConfig(output_dir=output_dir).metadata_path)
+    examples = _latest(store, "Examples", example_gen_only=True)
+    limits = {}
+    limits["CsvExampleGen"], batches = ingestion(data_root)
+    limits["StatisticsGen"] = statistics(batches)
+    limits["Transform"] = transform(examples, _latest(store, "TransformGraph"))
+    limits["Evaluator"] = evaluation(examples, _latest(store, "Model"))
+    return {name: round(seconds, 2) for name, seconds in limits.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", required=True, help="the CSV files the run read")
+    parser.add_argument("--output-dir", required=True, help="the run's --output-dir")
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.data_root, args.output_dir)))
+
+
+if __name__ == "__main__":
+    main()
