@@ -70,9 +70,17 @@ def float_with_mean_imputed(x):
     return tf.where(tf.math.is_finite(values), values, mean)
 
 
+# What tf.strings.strip drops: ASCII whitespace at either end.
+_SURROUNDING_WHITESPACE = r"^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$"
+
+
 def clean_strings(x):
-    """Missing cells become "", surrounding whitespace is dropped (exports pad values)."""
-    return tf.strings.strip(fill_missing(x, ""))
+    """Missing cells become "", surrounding whitespace is dropped (exports pad values).
+
+    A regex rather than tf.strings.strip (the same result): TensorFlow.js has no StringStrip op, and
+    the exported TF.js model runs this graph (components/edge_formats.py).
+    """
+    return tf.strings.regex_replace(fill_missing(x, ""), _SURROUNDING_WHITESPACE, "")
 
 
 class SharedState:
