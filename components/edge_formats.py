@@ -131,9 +131,8 @@ class _ConstantTableModel(tf.Module):
         self.serving_raw = serving_raw
 
 
-def constant_table_model(saved_model_dir: str, output_dir: str) -> None:
-    """The SavedModel's `serving_raw`, frozen, with constant tables, saved at `output_dir`."""
-    model = tf.saved_model.load(saved_model_dir)
+def constant_table_model(model, output_dir: str) -> None:
+    """The loaded SavedModel's `serving_raw`, frozen, with constant tables, saved at `output_dir`."""
     module = _ConstantTableModel(model.signatures[SIGNATURE])
     tf.saved_model.save(module, output_dir,
                         signatures={SIGNATURE: module.serving_raw.get_concrete_function()})
@@ -160,24 +159,34 @@ def select_tf_ops(flatbuffer: bytes) -> List[str]:
                    if code.customCode and code.customCode.startswith(b"Flex")})
 
 
-def start_tfjs_conversion(constant_table_dir: str, output_dir: str) -> subprocess.Popen:
-    """Starts the TF.js converter on the constant-table model, in the converter's own venv."""
-    python = os.path.join(TFJS_VENV, "bin", "python")
-    if not os.path.exists(python):
-        raise ExportError(f"The TensorFlow.js converter's venv {TFJS_VENV} is missing: run "
-                          f"`{TFJS_SETUP}` (it installs requirements-tfjs.lock).")
-    # That venv has its own TensorFlow and Keras: nothing of this process' Python settings.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
-    return subprocess.Popen([python, os.path.join(TFJS_TOOLS, "convert.py"), constant_table_dir,
-                             output_dir, SIGNATURE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+class TfjsConverter:
+    """The TF.js converter in its own venv, started at once (it imports TensorFlow meanwhile);
+    `convert` then hands it the model. Stops it if unused (a context manager)."""
 
+    def __init__(self):
+        python = os.path.join(TFJS_VENV, "bin", "python")
+        if not os.path.exists(python):
+            raise ExportError(f"The TensorFlow.js converter's venv {TFJS_VENV} is missing: run "
+                              f"`{TFJS_SETUP}` (it installs requirements-tfjs.lock).")
+        # That venv has its own TensorFlow and Keras: nothing of this process' Python settings.
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
+        self._process = subprocess.Popen(
+            [python, os.path.join(TFJS_TOOLS, "convert.py"), SIGNATURE], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-def finish_tfjs_conversion(process: subprocess.Popen, timeout_s: float = 600) -> None:
-    """Waits for the converter; ExportError with its last output if it failed."""
-    _, stderr = process.communicate(timeout=timeout_s)
-    if process.returncode != 0:
-        raise ExportError(f"The TensorFlow.js converter failed: {stderr.strip()[-2000:]}")
+    def convert(self, constant_table_dir: str, output_dir: str, timeout_s: float = 600) -> None:
+        """Writes the TF.js graph model (model.json and weight shards) of the constant-table model."""
+        _, stderr = self._process.communicate(f"{constant_table_dir}\n{output_dir}\n", timeout_s)
+        if self._process.returncode != 0:
+            raise ExportError(f"The TensorFlow.js converter failed: {stderr.strip()[-2000:]}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
 
 
 def require_node_packages() -> None:

@@ -74,13 +74,15 @@ def float_with_mean_imputed(x):
 _SURROUNDING_WHITESPACE = r"^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$"
 
 
-def clean_strings(x):
-    """Missing cells become "", surrounding whitespace is dropped (exports pad values).
+def strip_whitespace(x):
+    """tf.strings.strip as a regex (the same result): TensorFlow.js has no StringStrip op, and the
+    exported TF.js model runs the Transform graph (components/edge_formats.py)."""
+    return tf.strings.regex_replace(x, _SURROUNDING_WHITESPACE, "")
 
-    A regex rather than tf.strings.strip (the same result): TensorFlow.js has no StringStrip op, and
-    the exported TF.js model runs this graph (components/edge_formats.py).
-    """
-    return tf.strings.regex_replace(fill_missing(x, ""), _SURROUNDING_WHITESPACE, "")
+
+def clean_strings(x):
+    """Missing cells become "", surrounding whitespace is dropped (exports pad values)."""
+    return strip_whitespace(fill_missing(x, ""))
 
 
 class SharedState:

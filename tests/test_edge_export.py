@@ -16,10 +16,12 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components import edge_formats
-from components.edge_export import (SKIPPED_REASON, UNSEEN_CATEGORY, check_model, compare,
-                                    parity_rows, run_check, saved_model_answers, tflite_answers)
+from components.edge_export import (SKIPPED_REASON, UNSEEN_CATEGORY, FormatResult, ParityResult,
+                                    check_model, columns_of, compare, parity_rows, record, run_check,
+                                    saved_model_answers, tfjs_answers, tflite_answers, verdict)
 from components.serving_check import raw_input_spec, serving_requests
 from models import missing_values
+from models import spec as spec_lib
 from models.raw_examples import column_types, to_tf_examples
 from pipeline.config import PROJECT_ROOT
 from tests.conftest import TAXI_SPEC
@@ -125,9 +127,7 @@ def test_the_exports_read_no_vocabulary_file(exported, saved_model_dir, serializ
     model = tf.saved_model.load(saved_model_dir)
     spec = raw_input_spec(model)
     instances, _ = serving_requests(serialized, spec)
-    columns = {n: np.array([i[n] for i in instances],
-                           dtype=object if s.dtype == tf.string else s.dtype.as_numpy_dtype)
-               for n, s in spec.items()}
+    columns = columns_of(instances, spec)
     batch, _ = tflite_answers(str(alone), columns)
     np.testing.assert_allclose(batch["probability"], saved_model_answers(model, columns)["probability"],
                                atol=1e-5)
@@ -136,29 +136,36 @@ def test_the_exports_read_no_vocabulary_file(exported, saved_model_dir, serializ
 
 
 def test_an_int64_value_beyond_int32_blocks_the_tfjs_export_and_names_the_row(
-        saved_model_dir, eval_rows, tmp_path):
+        exported, saved_model_dir, serialized, tmp_path):
     """TF.js has no int64: a trip of 3e9 seconds reaches it as a wrapped int32. TFLite keeps int64
-    and still matches; the check blesses nothing and says which format and row differ."""
-    rows = [dict(r) for r in eval_rows[:4]]
-    rows[2]["trip_seconds"] = "3000000000"
-    model = standard_artifacts.Model()
-    model.uri = str(tmp_path / "model")
-    shutil.copytree(saved_model_dir, tmp_path / "model" / "Format-Serving")
-    examples = _examples_artifact(tmp_path / "examples",
-                                  to_tf_examples(rows, column_types(TAXI_SPEC.schema_path)))
-    infra_blessing = standard_artifacts.InfraBlessing()
-    infra_blessing.set_int_custom_property("blessed", 1)
-    exported_model, blessing = standard_artifacts.Model(), standard_artifacts.InfraBlessing()
-    exported_model.uri, blessing.uri = str(tmp_path / "exported"), str(tmp_path / "blessing")
-    os.makedirs(blessing.uri)
-    result = run_check(model, examples, infra_blessing, exported_model, blessing, 10, TOLERANCES)
-    assert not result.blessed
-    assert result.formats["tflite"].max_diff <= 1e-5
+    and still matches; the verdict blesses nothing and says which format and row differ."""
+    output, _ = exported
+    model = tf.saved_model.load(saved_model_dir)
+    spec = raw_input_spec(model)
+    instances, _ = serving_requests(serialized[:4], spec)
+    instances[2]["trip_seconds"] = 3_000_000_000
+    rows, labels = parity_rows(instances, spec)
+    columns = columns_of(rows, spec)
+    expected = saved_model_answers(model, columns)
+    results = {
+        "tflite": compare(expected, *tflite_answers(os.path.join(output, "tflite", "model.tflite"),
+                                                    columns), labels),
+        "tfjs": compare(expected, *tfjs_answers(os.path.join(output, "tfjs"), columns, spec), labels)}
+    assert results["tflite"][0] <= 1e-5
+    blessed, reason = verdict(results, TOLERANCES)
+    assert not blessed
     assert re.fullmatch(r"the tfjs export differs from the SavedModel by \S+ \(tolerance 0.0001\) on "
-                        r"eval example 2.*: probability \S+ vs the SavedModel's \S+", result.reason)
+                        r"eval example 2.*: probability \S+ vs the SavedModel's \S+", reason), reason
+    # What the run summary then reads from the blessing.
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    os.makedirs(blessing.uri)
+    record(blessing, ParityResult(blessed, reason, rows=len(rows), formats={
+        name: FormatResult(diff, where) for name, (diff, where) in results.items()}), TOLERANCES)
     assert blessing.get_int_custom_property("blessed") == 0
-    assert blessing.get_string_custom_property("reason") == result.reason
-    assert blessing.get_float_custom_property("tfjs_max_diff") > 1e-4
+    assert blessing.get_string_custom_property("reason") == reason
+    assert blessing.get_float_custom_property("tfjs_max_diff") == results["tfjs"][0]
+    assert blessing.get_string_custom_property("tfjs_worst_row").startswith("eval example 2")
     assert os.listdir(blessing.uri) == ["INFRA_NOT_BLESSED"]
 
 
@@ -211,4 +218,34 @@ def test_the_node_packages_are_pinned_by_the_lockfile():
 def test_a_missing_converter_venv_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setattr(edge_formats, "TFJS_VENV", str(tmp_path / "no_venv"))
     with pytest.raises(edge_formats.ExportError, match=r"venv .*no_venv is missing: run `make tfjs`"):
-        edge_formats.start_tfjs_conversion(str(tmp_path), str(tmp_path / "out"))
+        edge_formats.TfjsConverter()
+
+
+# --- Every task ---------------------------------------------------------------------------------------
+
+def _task_spec(label):
+    values = TAXI_SPEC.to_mapping()
+    values.update(label=label, slices=[], ignored={})
+    values.pop("gate", None)
+    values["features"] = {k: v for k, v in values["features"].items() if k != label.get("column")}
+    return spec_lib.from_mapping(values, TAXI_SPEC.directory)
+
+
+@pytest.mark.parametrize("label, outputs", [
+    ({"column": "payment_type", "task": "multiclass", "classes": ["Cash", "Credit Card", "Unknown"]},
+     {"probabilities", "classes"}),
+    ({"column": "tips", "task": "regression"}, {"prediction"}),
+])
+def test_every_task_exports_with_parity(label, outputs, taxi_rows, eval_rows, tmp_path):
+    from tests.serving_helpers import build_saved_model  # pylint: disable=import-outside-toplevel
+
+    spec = _task_spec(label)
+    saved_model = build_saved_model(str(tmp_path / "model"), taxi_rows[1][:300], spec=spec)
+    result = check_model(saved_model, str(tmp_path / "exported"),
+                         to_tf_examples(eval_rows[:10], column_types(spec.schema_path)), TOLERANCES)
+    assert result.blessed, result.reason
+    assert result.formats["tflite"].max_diff <= 1e-5 and result.formats["tfjs"].max_diff <= 1e-4
+    with open(tmp_path / "exported" / "tfjs" / "model.json", encoding="utf-8") as f:
+        assert set(json.load(f)["signature"]["outputs"]) == outputs
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "exported" / "tflite" / "model.tflite"))
+    assert set(interpreter.get_signature_list()["serving_raw"]["outputs"]) == outputs

@@ -1,9 +1,9 @@
 // The TF.js side of the parity check before push (components/edge_export.py): runs the exported
 // TF.js graph model in Node with the pure-JS @tensorflow/tfjs (no native binary), as a page would.
 // Usage: node predict.js MODEL_DIR < request.json
-// request: {"dtypes": {input: "string" | "int32" | "float32"}, "inputs": {input: [value per row]}}
-// (a float's null is NaN: JSON has no NaN). Answers on stdout: {"batch": {output: values for all
-// rows in one call}, "rows": [{output: values}, one call per row]}.
+// request: {"dtypes": {input: "string" | "int32" | "float32"}, "inputs": {input: [value per row]},
+// "alone": N} (a float's null is NaN: JSON has no NaN). Answers on stdout: {"batch": {output: values
+// for all rows in one call}, "rows": [{output: values}, one call for each of the first N rows]}.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -52,7 +52,7 @@ async function main() {
   const artifacts = modelArtifacts(process.argv[2]);
   const model = await tf.loadGraphModel(tf.io.fromMemory(artifacts));
   const request = JSON.parse(fs.readFileSync(0, 'utf8'));
-  const count = Object.values(request.inputs)[0].length;
+  const count = Math.min(request.alone, Object.values(request.inputs)[0].length);
   const batch = await predict(model, artifacts.signature, tensors(request, null));
   const rows = [];
   for (let i = 0; i < count; i += 1) rows.push(await predict(model, artifacts.signature, tensors(request, [i])));
