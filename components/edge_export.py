@@ -244,7 +244,8 @@ def record(blessing: InfraBlessing, result: ParityResult, tolerances: Dict[str, 
         blessing.set_float_custom_property(f"{name}_tolerance", tolerances[name])
         if name in result.formats:
             each = result.formats[name]
-            blessing.set_float_custom_property(f"{name}_max_diff", each.max_diff)
+            # A string: ML Metadata's SQLite store keeps 6 decimals of a double (1.5e-7 reads 0.0).
+            blessing.set_string_custom_property(f"{name}_max_diff", f"{each.max_diff:.3g}")
             blessing.set_string_custom_property(f"{name}_worst_row", each.worst_row)
             blessing.set_int_custom_property(f"{name}_bytes", each.size_bytes)
 

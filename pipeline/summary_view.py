@@ -84,8 +84,8 @@ def render_edge_export(summary: RunSummary, console: Console) -> None:
     if check.get("blessed") == 1:
         console.print(
             f"[green]TFLite and TF.js exports match[/] the SavedModel on {check.get('rows', 0)} rows "
-            f"(max difference {check.get('tflite_max_diff', float('nan')):.2g} TFLite, "
-            f"{check.get('tfjs_max_diff', float('nan')):.2g} TF.js).", soft_wrap=True)
+            f"(max difference {check.get('tflite_max_diff')} TFLite, {check.get('tfjs_max_diff')} "
+            f"TF.js).", soft_wrap=True)
     else:
         console.print(f"[bold red]Push blocked by the TFLite / TF.js parity check[/], nothing was "
                       f"pushed: {escape(str(check.get('reason') or '(no reason recorded)'))}",
