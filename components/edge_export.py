@@ -4,9 +4,10 @@ Between the serving check and the Pusher. It converts the candidate SavedModel (
 edge_formats.py), then runs both exports on eval-split examples, each also varied to hold missing
 values (one column at a time, and all at once) and unseen, space-padded categories: the TFLite model
 in the TFLite interpreter, the TF.js model in Node with the pure-JS @tensorflow/tfjs
-(components/tfjs/predict.js), each on the whole batch and on rows alone (TFLite every row, TF.js the first 20). Every numeric output
-must be within the format's tolerance of the SavedModel's `serving_raw` (1e-5 TFLite, 1e-4 TF.js;
-absolute up to 1, relative above, as the serving check measures).
+(components/tfjs/predict.js), each on the whole batch and on rows alone (TFLite every row, TF.js the
+first 20). Every numeric output must be within the format's tolerance of the SavedModel's
+`serving_raw` (1e-5 TFLite, 1e-4 TF.js; absolute up to 1, relative above, as the serving check
+measures), and string outputs (a multiclass model's class names) equal to it.
 
 Outputs: `model`, the SavedModel with its exports beside it (`tflite/model.tflite`, `tfjs/model.json`
 and weight shards; TF Serving loads only the SavedModel's own files), which the Pusher pushes in one
@@ -94,21 +95,25 @@ def columns_of(rows: Sequence[dict], raw_spec: Dict[str, tf.TensorSpec]) -> Dict
             for name, spec in raw_spec.items()}
 
 
-def _numeric(outputs: Dict[str, object]) -> Dict[str, np.ndarray]:
-    """The numeric outputs as float64 arrays, one row per example; strings (class names) are
-    constants of the model, not compared."""
-    numeric = {}
+def _answers(outputs: Dict[str, object]) -> Dict[str, np.ndarray]:
+    """Each output as an array with one row per example: numbers as float64, strings (a multiclass
+    model's class names) as str."""
+    answers = {}
     for name, value in outputs.items():
         array = np.asarray(value)
-        if array.dtype.kind not in "OSU":
-            numeric[name] = array.astype(np.float64).reshape(len(array), -1)
-    return numeric
+        if array.dtype.kind in "OSU":
+            array = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else str(v),
+                                 otypes=[object])(array)
+        else:
+            array = array.astype(np.float64)
+        answers[name] = array.reshape(len(array), -1)
+    return answers
 
 
 def saved_model_answers(model, columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     signature = model.signatures[edge_formats.SIGNATURE]
     spec = raw_input_spec(model)
-    return _numeric({k: v.numpy() for k, v in signature(
+    return _answers({k: v.numpy() for k, v in signature(
         **{name: tf.constant(values, spec[name].dtype) for name, values in columns.items()}).items()})
 
 
@@ -117,9 +122,9 @@ def tflite_answers(tflite_path: str, columns: Dict[str, np.ndarray]
     """The whole batch in one call, and each row alone, in the TFLite interpreter."""
     interpreter = tf.lite.Interpreter(model_path=tflite_path)
     runner = interpreter.get_signature_runner(edge_formats.SIGNATURE)
-    batch = _numeric(runner(**columns))
+    batch = _answers(runner(**columns))
     count = len(next(iter(columns.values())))
-    rows = [_numeric(runner(**{n: v[i:i + 1] for n, v in columns.items()})) for i in range(count)]
+    rows = [_answers(runner(**{n: v[i:i + 1] for n, v in columns.items()})) for i in range(count)]
     return batch, rows
 
 
@@ -144,7 +149,7 @@ def tfjs_answers(tfjs_dir: str, columns: Dict[str, np.ndarray], raw_spec: Dict[s
     if result.returncode != 0:
         raise edge_formats.ExportError(f"TF.js in Node failed: {result.stderr.strip()[-2000:]}")
     answers = json.loads(result.stdout)
-    return _numeric(answers["batch"]), [_numeric(r) for r in answers["rows"]]
+    return _answers(answers["batch"]), [_answers(r) for r in answers["rows"]]
 
 
 def compare(expected: Dict[str, np.ndarray], batch: Dict[str, np.ndarray],
@@ -159,9 +164,12 @@ def compare(expected: Dict[str, np.ndarray], batch: Dict[str, np.ndarray],
             row_want = want if i == 0 else want[i - 1:i]
             if got is None or got.shape != row_want.shape:
                 return math.inf, f"{labels[max(i - 1, 0)]}: no {name} output of shape {row_want.shape}"
-            diff = np.abs(got - row_want) / np.maximum(1.0, np.abs(row_want))
-            diff = np.where(np.isnan(got) & np.isnan(row_want), 0.0, diff)  # both NaN: the same
-            diff = np.where(np.isnan(diff), np.inf, diff)
+            if want.dtype == object:  # strings: equal or not
+                diff = np.where(got == row_want, 0.0, np.inf)
+            else:
+                diff = np.abs(got - row_want) / np.maximum(1.0, np.abs(row_want))
+                diff = np.where(np.isnan(got) & np.isnan(row_want), 0.0, diff)  # both NaN: same
+                diff = np.where(np.isnan(diff), np.inf, diff)
             row = int(np.argmax(np.max(diff, axis=1)))
             if diff.max() > worst:
                 index = row if i == 0 else i - 1
@@ -172,7 +180,7 @@ def compare(expected: Dict[str, np.ndarray], batch: Dict[str, np.ndarray],
 
 
 def _text(values: np.ndarray) -> str:
-    return ", ".join(f"{v:.7g}" for v in values.reshape(-1))
+    return ", ".join(repr(v) if isinstance(v, str) else f"{v:.7g}" for v in values.reshape(-1))
 
 
 def verdict(results: Dict[str, Tuple[float, str]], tolerances: Dict[str, float]) -> Tuple[bool, str]:

@@ -85,6 +85,10 @@ def test_compare_names_the_row_output_and_how_it_was_asked():
     big = {"prediction": np.array([[1000.0]])}
     assert compare(big, {"prediction": np.array([[1001.0]])}, [big], ["r"])[0] == \
         pytest.approx(1e-3)
+    classes = {"classes": np.array([["a", "b"]], dtype=object)}
+    swapped = {"classes": np.array([["b", "a"]], dtype=object)}
+    assert compare(classes, swapped, [classes], ["r"]) == (math.inf, "r (in one batch): classes "
+                                                           "'b', 'a' vs the SavedModel's 'a', 'b'")
     nan = {"probability": np.array([[np.nan], [0.5], [0.9]])}
     assert compare(want, nan, alone, labels)[0] == math.inf
     assert "no probability output" in compare(want, {}, alone, labels)[1]
