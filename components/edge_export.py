@@ -245,7 +245,9 @@ def record(blessing: InfraBlessing, result: ParityResult, tolerances: Dict[str, 
     if result.files:
         blessing.set_string_custom_property("files", ",".join(result.files))
     if result.select_tf_ops:
-        blessing.set_string_custom_property("tflite_select_tf_ops", ",".join(result.select_tf_ops))
+        blessing.set_string_custom_property("tflite_select_tf_ops", "; ".join(
+            f"{op} ({edge_formats.SELECT_TF_OPS.get(op, 'not expected')})"
+            for op in result.select_tf_ops))
     if not math.isnan(result.seconds):
         blessing.set_float_custom_property("seconds", result.seconds)
     for name in FORMATS:

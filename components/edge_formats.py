@@ -13,10 +13,8 @@ table's lookups from a StaticHashTable holding exactly the loaded table's keys a
 from the table itself with LookupTableExportV2), then saves that as a SavedModel with one signature,
 `serving_raw`. The TFLite and TF.js converters start from it.
 
-TFLite keeps a few Select TF ops (TFLite has no builtin for them; README "Portable exports"):
-`StringToHashBucketFast` (out-of-vocabulary buckets), `StaticRegexReplace` (whitespace strip),
-`UpperBound` (tft.bucketize), `SparseToDense` on strings and float64 and `Round` on float64 (the
-Transform graph's missing-value filling and integer categories). TF.js runs every op of the graph.
+TFLite keeps a few Select TF ops, for which it has no builtin: SELECT_TF_OPS says which and why (the
+run record lists a model's). TF.js runs every op of the graph.
 """
 import hashlib
 import os
@@ -30,6 +28,14 @@ from components import fingerprints
 
 SIGNATURE = "serving_raw"
 TFLITE_FILE = "model.tflite"
+# The Select TF ops the Transform graph leaves in a TFLite model, and why TFLite has no builtin for it.
+SELECT_TF_OPS = {
+    "StringToHashBucketFast": "out-of-vocabulary buckets: no builtin string hash",
+    "StaticRegexReplace": "the strip of surrounding whitespace: no builtin string ops",
+    "UpperBound": "tft.bucketize's quantile lookup: no builtin search",
+    "SparseToDense": "missing-value filling of CSV columns: the builtin has no strings or float64",
+    "Round": "integer categories read through float64: the builtin has no float64",
+}
 # The TF.js tools: the converter script, the Node runner, and its npm packages (package-lock.json).
 TFJS_TOOLS = os.path.join(fingerprints.PROJECT_ROOT, "components", "tfjs")
 # The converter's own venv (requirements-tfjs.lock); `make tfjs` makes it and installs the npm packages.

@@ -197,6 +197,9 @@ def test_the_push_carries_tflite_and_tfjs_exports_that_answer_like_the_saved_mod
     assert check["blessed"] == 1 and check["reason"] == "", check
     assert float(check["tflite_max_diff"]) <= 1e-5 and float(check["tfjs_max_diff"]) <= 1e-4
     assert check["rows"] == 50 + 50 + 2  # eval examples, each with a column missing, and 2 more
+    # The Select TF ops the TFLite model keeps, each with why (components/edge_formats.py).
+    assert "UpperBound (tft.bucketize's quantile lookup" in check["tflite_select_tf_ops"]
+    assert "not expected" not in check["tflite_select_tf_ops"]
     assert "TFLite and TF.js exports match the SavedModel on 102 rows" in runs["first"].stdout
     order = [c["name"] for c in first["components"]]
     assert order.index("ServingCheck") < order.index("EdgeExport") < order.index("Pusher")
