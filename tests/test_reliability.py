@@ -116,8 +116,9 @@ def test_killed_runs_resume_from_the_last_finished_component(tmp_path, small_dat
     # version appears, whole or partial. A model big enough that the copy takes a while makes the
     # kill land inside it whatever the machine's load (a 1 MB model copies in a few milliseconds,
     # which a busy machine's poll can miss).
-    # (The Pusher pushes the SavedModel with its TFLite and TF.js exports: EdgeExport's model.)
-    (model,) = summarize(metadata_path, PIPELINE_NAME).component("EdgeExport").outputs["exported_model"]
+    # (EdgeExport copies the trained model, padding included, beside its exports; the Pusher
+    # pushes that copy.)
+    (model,) = summarize(metadata_path, PIPELINE_NAME).component("Trainer").outputs["model"]
     with open(os.path.join(model.uri, "Format-Serving", "padding.bin"), "wb") as f:
         f.write(os.urandom(128 << 20))
     written = _kill_when(lambda _: os.path.isdir(push_dir) and os.listdir(push_dir), args,
