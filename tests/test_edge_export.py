@@ -235,6 +235,7 @@ def _task_spec(label):
     return spec_lib.from_mapping(values, TAXI_SPEC.directory)
 
 
+@pytest.mark.slow  # a tf.Transform analysis on Beam and both conversions per task: ~50 s each
 @pytest.mark.parametrize("label, outputs", [
     ({"column": "payment_type", "task": "multiclass", "classes": ["Cash", "Credit Card", "Unknown"]},
      {"probabilities", "classes"}),
