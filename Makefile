@@ -37,7 +37,7 @@ define NO_PYTHON
   echo "Then run make again (or point it at an interpreter: make PYTHON=/path/to/python3.11)."; exit 1; }
 endef
 
-.PHONY: install run test test-fast bench bench-scale quality lock clean
+.PHONY: install tfjs run test test-fast bench bench-scale quality lock clean
 
 install: $(INSTALLED)
 
@@ -55,19 +55,42 @@ $(INSTALLED_ALL): $(INSTALLED)
 	$(PIP) install -c $(LOCK) -e '.[test,airflow,kfp]'
 	@touch $@
 
+# The TF.js export's tools (components/edge_export.py): the tensorflowjs converter in its own venv (it
+# cannot co-install with the TFX set), from its own lock; the pure-JS @tensorflow/tfjs for Node, from
+# components/tfjs/package-lock.json. Node and npm: Debian's packages or any already installed.
+TFJS_VENV := .venv-tfjs
+TFJS_INSTALLED := $(TFJS_VENV)/.installed
+NODE_INSTALLED := components/tfjs/node_modules/.installed
+
+tfjs: $(TFJS_INSTALLED) $(NODE_INSTALLED)
+
+$(TFJS_INSTALLED): requirements-tfjs.lock
+	@test -n "$(PYTHON)" || $(NO_PYTHON)
+	@test -x $(TFJS_VENV)/bin/python || $(PYTHON) -m venv $(TFJS_VENV)
+	$(TFJS_VENV)/bin/python -m pip --quiet --disable-pip-version-check install pip==24.2
+	@# Every package is in the lock: no resolution, nothing from outside it (tests/test_edge_export.py).
+	$(TFJS_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps -r requirements-tfjs.lock
+	@touch $@
+
+$(NODE_INSTALLED): components/tfjs/package.json components/tfjs/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js and npm are needed for the TF.js export's parity check:" \
+	  "sudo apt install nodejs npm"; exit 1; }
+	cd components/tfjs && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 # No lock for the interpreter found (none, or another version): say which one to install, and how.
 requirements-%.lock:
 	@$(NO_PYTHON)
 
 # Extra arguments: make run ARGS="--data-root my_csvs --train-steps 1000"
-run: install
+run: install tfjs
 	$(PY) -m pipeline run $(ARGS)
 
 # With every extra installed, a test that finds one missing fails instead of skipping (tests/conftest.py).
-test: $(INSTALLED_ALL)
+test: $(INSTALLED_ALL) tfjs
 	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(INSTALLED_ALL)
+test-fast: $(INSTALLED_ALL) tfjs
 	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: install

@@ -17,7 +17,9 @@ setup(
     # where pipeline/config.py looks for them.
     packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*",
                                     "components", "components.*"]) + ["schemas"],
-    package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"]},
+    # components/tfjs/: the TF.js converter script, the Node runner and its pinned npm packages list.
+    package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"],
+                  "components": ["tfjs/convert.py", "tfjs/predict.js", "tfjs/package*.json"]},
     # Every distribution the packages import directly, at the locks' version (tests/test_setup.py
     # checks both), even those another pin already pulls in; a marker where the Pythons differ.
     install_requires=[

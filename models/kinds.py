@@ -70,9 +70,19 @@ def float_with_mean_imputed(x):
     return tf.where(tf.math.is_finite(values), values, mean)
 
 
+# What tf.strings.strip drops: ASCII whitespace at either end.
+_SURROUNDING_WHITESPACE = r"^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$"
+
+
+def strip_whitespace(x):
+    """tf.strings.strip as a regex (the same result): TensorFlow.js has no StringStrip op, and the
+    exported TF.js model runs the Transform graph (components/edge_formats.py)."""
+    return tf.strings.regex_replace(x, _SURROUNDING_WHITESPACE, "")
+
+
 def clean_strings(x):
     """Missing cells become "", surrounding whitespace is dropped (exports pad values)."""
-    return tf.strings.strip(fill_missing(x, ""))
+    return strip_whitespace(fill_missing(x, ""))
 
 
 class SharedState:

@@ -29,10 +29,16 @@ def _as_raw_input(value: tf.Tensor, spec) -> tf.Tensor:
     """A dense rank-1 column to the form the Transform graph parses it into."""
     if not isinstance(spec, tf.io.VarLenFeature):
         return tf.reshape(value, [-1, 1])
-    present = tf.logical_not(missing_values.missing_mask(value))
-    rows = tf.where(present)
-    return tf.SparseTensor(indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
-                           values=tf.boolean_mask(value, present),
+    if value.dtype == tf.string:
+        # Every row, the marker included: preprocessing fills a missing string with the marker ""
+        # (models/kinds.py), so a present "" reads the same; and TF.js cannot gather strings
+        # (boolean_mask), which the exported TF.js model would otherwise have to.
+        rows = tf.range(tf.shape(value, out_type=tf.int64)[0])[:, tf.newaxis]
+        values = value
+    else:
+        present = tf.logical_not(missing_values.missing_mask(value))
+        rows, values = tf.where(present), tf.boolean_mask(value, present)
+    return tf.SparseTensor(indices=tf.concat([rows, tf.zeros_like(rows)], axis=1), values=values,
                            dense_shape=tf.stack([tf.shape(value, out_type=tf.int64)[0], 1]))
 
 

@@ -10,6 +10,7 @@ from typing import Dict, Optional, Tuple
 import tensorflow as tf
 
 from models import layers
+from models.kinds import strip_whitespace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ def label_string(value: str) -> str:
 def _as_label_strings(value: tf.Tensor) -> tf.Tensor:
     """Label values as the strings the spec names them by: integers without ".0", strings stripped."""
     if value.dtype == tf.string:
-        return tf.strings.strip(value)
+        return strip_whitespace(value)
     if value.dtype.is_floating:
         value = tf.cast(tf.round(value), tf.int64)  # 8.0, as pandas writes an int column with gaps
     return tf.strings.as_string(value)
@@ -132,7 +133,7 @@ class Binary(Task):
             return tf.cast(label, tf.int64)
         positive = str(self.positive).strip()
         if label.dtype == tf.string:
-            matches = tf.equal(tf.strings.lower(tf.strings.strip(label)), positive.lower())
+            matches = tf.equal(tf.strings.lower(strip_whitespace(label)), positive.lower())
         else:
             matches = tf.equal(_as_label_strings(label), positive)
         return tf.cast(matches, tf.int64)

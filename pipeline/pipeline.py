@@ -25,6 +25,8 @@ from components.baseline_resolver import LatestBlessedBaselineStrategy
 from components import fingerprints
 from components.data_gate import DataValidationGate
 from components.drift_check import DriftCheck
+from components.edge_export import EdgeExport
+from components.edge_formats import tools_sha256
 from components.previous_statistics import PreviousDataStatisticsStrategy
 from components.schema_importer import ImportCuratedSchema
 from components.serving_check import ServingCheck
@@ -186,11 +188,20 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         # It serves the candidate with `python -m pipeline serve`, i.e. pipeline/serving/server.py.
         code_sha256=code("components.serving_check", "pipeline.serving.server"))
 
+    # The same model as TFLite and TF.js, which must answer as the SavedModel does; the exports
+    # travel beside it in the push (components/edge_export.py).
+    edge_export = EdgeExport(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        infra_blessing=serving_check.outputs["blessing"],
+        # The converter script, the Node runner and their pinned packages are its code too.
+        code_sha256=code("components.edge_export") + tools_sha256())
+
     # TFX's Pusher, but each version appears in one rename (components/atomic_pusher.py).
     pusher = AtomicPusher(
-        model=trainer.outputs["model"],
+        model=edge_export.outputs["exported_model"],
         model_blessing=evaluator.outputs["blessing"],
-        infra_blessing=serving_check.outputs["blessing"],
+        infra_blessing=edge_export.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push_dir)),
         # TFX's filesystem push reads no custom_config; here it only keys the cache.
@@ -204,7 +215,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         components=[c for c in (
             example_gen, statistics_gen, schema_gen, example_validator, data_gate,
             previous_statistics, drift_check, span_window, transform, trainer, model_resolver,
-            evaluator, serving_check, pusher) if c is not None],
+            evaluator, serving_check, edge_export, pusher) if c is not None],
         enable_cache=config.enable_cache,
         # On Kubeflow / Vertex the platform provides ML Metadata.
         metadata_connection_config=None if kubeflow else metadata.sqlite_metadata_connection_config(

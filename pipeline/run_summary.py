@@ -35,6 +35,10 @@ class RunSummary:
     pushed_path: Optional[str] = None
     # The serving check's verdict (blessed 1/0, reason) and figures; None if it did not run.
     serving_check: Optional[Dict[str, object]] = None
+    # The TFLite / TF.js parity check's verdict and figures (components/edge_export.py), and the
+    # pushed exports' files, relative to `pushed_path`.
+    edge_export: Optional[Dict[str, object]] = None
+    pushed_exports: List[str] = dataclasses.field(default_factory=list)
     # What the run read: ExampleGen's input directory, its content fingerprint and span, and the
     # spans Transform and Trainer trained on (more than one with a span window).
     data: Dict[str, object] = dataclasses.field(default_factory=dict)
@@ -58,7 +62,9 @@ class RunSummary:
             "blessed": self.blessed,
             "blessing_failures": self.blessing_failures,
             "serving_check": self.serving_check,
+            "edge_export": self.edge_export,
             "pushed_path": self.pushed_path,
+            "pushed_exports": self.pushed_exports,
             "pushed_this_run": bool(self.pushed_path) and getattr(
                 self.component("Pusher"), "state", None) == "ran",
         }
@@ -220,9 +226,14 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
     serving_check = summary.component("ServingCheck")
     if serving_check and serving_check.outputs.get("blessing"):
         summary.serving_check = _custom_properties(serving_check.outputs["blessing"][0])
+    edge_export = summary.component("EdgeExport")
+    if edge_export and edge_export.outputs.get("blessing"):
+        summary.edge_export = _custom_properties(edge_export.outputs["blessing"][0])
     pusher = summary.component("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
         pushed = pusher.outputs["pushed_model"][0]
         if pushed.custom_properties["pushed"].int_value == 1:
             summary.pushed_path = pushed.custom_properties["pushed_destination"].string_value
+            if summary.edge_export and summary.edge_export.get("files"):
+                summary.pushed_exports = str(summary.edge_export["files"]).split(",")
     return summary

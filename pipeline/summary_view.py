@@ -76,6 +76,22 @@ def render_serving_check(summary: RunSummary, console: Console) -> None:
                       f"{escape(str(check.get('reason') or '(no reason recorded)'))}", soft_wrap=True)
 
 
+def render_edge_export(summary: RunSummary, console: Console) -> None:
+    """The TFLite / TF.js parity figures when they matched; which format and row differed if not."""
+    check = summary.edge_export
+    if not check or str(check.get("reason", "")).startswith("skipped"):
+        return  # not run, or skipped because an earlier check already refused the model
+    if check.get("blessed") == 1:
+        console.print(
+            f"[green]TFLite and TF.js exports match[/] the SavedModel on {check.get('rows', 0)} rows "
+            f"(max difference {check.get('tflite_max_diff')} TFLite, {check.get('tfjs_max_diff')} "
+            f"TF.js).", soft_wrap=True)
+    else:
+        console.print(f"[bold red]Push blocked by the TFLite / TF.js parity check[/], nothing was "
+                      f"pushed: {escape(str(check.get('reason') or '(no reason recorded)'))}",
+                      soft_wrap=True)
+
+
 def training_line(training: dict) -> str:
     stopped = ("stopped early: the eval loss had not improved since" if training["epochs_run"] <
                training["epochs"] else "kept the weights of")
@@ -104,6 +120,7 @@ def render(summary: RunSummary, console: Console) -> None:
         for failure in summary.blessing_failures or ["(no details recorded)"]:
             console.print(f"  - {escape(failure)}", soft_wrap=True)
     render_serving_check(summary, console)
+    render_edge_export(summary, console)
     pusher = summary.component("Pusher")
     if summary.pushed_path and pusher and pusher.state == "cached":
         console.print(f"Nothing changed, nothing new pushed; serving {escape(summary.pushed_path)}",

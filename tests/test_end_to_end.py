@@ -136,7 +136,7 @@ def test_second_run_is_served_from_cache_and_pushes_nothing(runs):
     # A resolver has no executor and is never cached: it re-queries MLMD (milliseconds).
     assert states.pop("latest_blessed_model_resolver") == "ran"
     assert states.pop("previous_data_statistics_resolver") == "ran"
-    assert len(states) == 11 and all(state == "cached" for state in states.values()), states
+    assert len(states) == 12 and all(state == "cached" for state in states.values()), states
     assert runs["versions_second"] == runs["versions_first"]
     assert "nothing new pushed" in runs["second"].stdout
 
@@ -187,6 +187,46 @@ def test_serving_check_served_the_candidate_before_the_push(runs):
     assert 0 < check["p50_latency_ms"] <= check["max_p50_latency_ms"]
     order = [c["name"] for c in first["components"]]
     assert order.index("Evaluator") < order.index("ServingCheck") < order.index("Pusher")
+
+
+def test_the_push_carries_tflite_and_tfjs_exports_that_answer_like_the_saved_model(
+        runs, pushed, held_out):
+    """EdgeExport checked both exports before the push; the record lists the pushed files, and the
+    pushed TFLite file answers rows the pipeline never saw (gaps as markers) as the SavedModel does."""
+    first = _records(runs)[runs["first_id"]]
+    check = first["edge_export"]
+    assert check["blessed"] == 1 and check["reason"] == "", check
+    assert float(check["tflite_max_diff"]) <= 1e-5 and float(check["tfjs_max_diff"]) <= 1e-4
+    assert check["rows"] == 50 + 50 + 2  # eval examples, each with a column missing, and 2 more
+    # The Select TF ops the TFLite model keeps, each with why (components/edge_formats.py).
+    assert "UpperBound (tft.bucketize's quantile lookup" in check["tflite_select_tf_ops"]
+    assert "not expected" not in check["tflite_select_tf_ops"]
+    assert "TFLite and TF.js exports match the SavedModel on 102 rows" in runs["first"].stdout
+    order = [c["name"] for c in first["components"]]
+    assert order.index("ServingCheck") < order.index("EdgeExport") < order.index("Pusher")
+    assert {"tflite/model.tflite", "tfjs/model.json"} <= set(first["pushed_exports"])
+    assert all(os.path.isfile(os.path.join(pushed, f)) for f in first["pushed_exports"])
+    model = tf.saved_model.load(pushed)
+    spec = model.signatures["serving_raw"].structured_input_signature[1]
+    instances = client.raw_request(held_out[:200], TYPES)["instances"]
+    columns = {n: np.array([i[n] for i in instances],
+                           dtype=object if s.dtype == tf.string else s.dtype.as_numpy_dtype)
+               for n, s in spec.items()}
+    interpreter = tf.lite.Interpreter(model_path=os.path.join(pushed, "tflite", "model.tflite"))
+    tflite = interpreter.get_signature_runner("serving_raw")(**columns)["probability"]
+    saved_model = model.signatures["serving_raw"](
+        **{n: tf.constant(v, spec[n].dtype) for n, v in columns.items()})["probability"].numpy()
+    np.testing.assert_allclose(tflite, saved_model, atol=1e-5)
+
+
+def test_the_model_server_loads_the_version_with_its_exports_beside_it(runs, held_out):
+    """The exports' directories inside the version do not disturb the serving runtime."""
+    from tests.serving_helpers import serving  # pylint: disable=import-outside-toplevel
+
+    instances = client.raw_request(held_out[:3], TYPES)["instances"]
+    with serving(runs["root"] / "serving", grpc=False) as server:
+        predictions, _ = server.predict("serving_raw", instances)
+    assert len(predictions) == 3 and all(0 <= p <= 1 for p in predictions)
 
 
 def test_serving_check_blocks_the_push_when_serving_is_too_slow(runs, after_runs):

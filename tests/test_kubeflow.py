@@ -218,7 +218,8 @@ def test_dockerfile_installs_the_lock_then_the_project_and_selects_keras_2():
     assert instructions.index(env) < instructions.index(runs[lock])
     with open(os.path.join(PROJECT_ROOT, ".dockerignore"), encoding="utf-8") as f:
         ignored = set(f.read().split())
-    assert {".venv", ".venv-*", ".lock-venv-*", ".git", "pipeline_output", "serving_model"} <= ignored
+    assert {".venv", ".venv-*", ".lock-venv-*", ".git", "pipeline_output", "serving_model",
+            "**/node_modules"} <= ignored
 
 
 @pytest.mark.slow  # importing the Vertex SDK alone takes ~10 s

@@ -20,7 +20,7 @@ from tests.conftest import cli_command, cli_env
 
 EXPECTED_ORDER = ["CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "ExampleValidator",
                   "DataValidationGate", "previous_data_statistics_resolver", "DriftCheck", "Transform", "Trainer", "latest_blessed_model_resolver",
-                  "Evaluator", "ServingCheck", "Pusher"]
+                  "Evaluator", "ServingCheck", "EdgeExport", "Pusher"]
 
 
 @pytest.fixture
@@ -66,8 +66,13 @@ def test_wiring(components):
     assert _producer(c["ServingCheck"].inputs["model"]) == "Trainer"
     assert _producer(c["ServingCheck"].inputs["model_blessing"]) == "Evaluator"
     assert _producer(c["ServingCheck"].inputs["examples"]) == "CsvExampleGen"
-    assert _producer(c["Pusher"].inputs["infra_blessing"]) == "ServingCheck"
-    assert _producer(c["Pusher"].inputs["model"]) == "Trainer"
+    # The portable exports' check sits between the serving check and Pusher; the Pusher pushes the
+    # SavedModel with its exports, only when both checks blessed it.
+    assert _producer(c["EdgeExport"].inputs["model"]) == "Trainer"
+    assert _producer(c["EdgeExport"].inputs["infra_blessing"]) == "ServingCheck"
+    assert _producer(c["EdgeExport"].inputs["examples"]) == "CsvExampleGen"
+    assert _producer(c["Pusher"].inputs["infra_blessing"]) == "EdgeExport"
+    assert _producer(c["Pusher"].inputs["model"]) == "EdgeExport"
 
 
 def test_resolver_sees_the_candidate_so_it_can_exclude_it(components):
@@ -139,8 +144,8 @@ def test_editing_the_dataset_spec_changes_the_keys_of_what_builds_from_it(tmp_pa
     assert "Evaluator" in _changed(before, _parameters(config()))
 
 
-CODE_KEYED = {"CsvExampleGen", "ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform", "Trainer",
-              "ServingCheck", "Pusher"}
+CODE_KEYED = {"CsvExampleGen", "ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform",
+              "Trainer", "ServingCheck", "EdgeExport", "Pusher"}
 
 
 @pytest.fixture
@@ -149,7 +154,8 @@ def project_copy(tmp_path, monkeypatch):
     root = tmp_path / "project"
     for package in sorted(fingerprints.PROJECT_PACKAGES):
         shutil.copytree(os.path.join(PROJECT_ROOT, package), root / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    shutil.copy(os.path.join(PROJECT_ROOT, "requirements-tfjs.lock"), root)  # EdgeExport's tools
     monkeypatch.setattr(fingerprints, "PROJECT_ROOT", str(root))
     return root
 
@@ -191,11 +197,16 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
     ("components/schema_importer.py", {"ImportCuratedSchema"}),
     ("components/data_gate.py", {"DataValidationGate", "DriftCheck"}),  # DriftCheck imports it
     ("components/drift_check.py", {"DriftCheck"}),
-    ("components/serving_check.py", {"ServingCheck"}),
-    ("components/serving_runtime.py", {"ServingCheck"}),
+    ("components/serving_check.py", {"ServingCheck", "EdgeExport"}),  # whose helpers it reuses
+    ("components/serving_runtime.py", {"ServingCheck", "EdgeExport"}),
+    ("components/edge_formats.py", {"EdgeExport"}),
     ("pipeline/serving/rest.py", {"ServingCheck"}),  # the server it starts imports it when it starts
     ("components/atomic_pusher.py", {"Pusher"}),
     ("components/arrow_example_gen.py", {"CsvExampleGen"}),
+    # The TF.js tools: the converter, the Node runner and the pinned packages (no Python imports them).
+    ("components/tfjs/convert.py", {"EdgeExport"}),
+    ("components/tfjs/predict.js", {"EdgeExport"}),
+    ("requirements-tfjs.lock", {"EdgeExport"}),
     # Every `components` module runs the package's __init__.py first.
     ("components/__init__.py", CODE_KEYED - {"Transform"}),
     ("pipeline/summary_view.py", set()),  # the CLI's, run by no component
@@ -215,8 +226,12 @@ def test_a_real_re_run_after_an_edit_re_runs_exactly_the_components_that_run_the
     project = tmp_path / "project"
     for name in sorted(fingerprints.PROJECT_PACKAGES) + ["schemas"]:
         shutil.copytree(os.path.join(PROJECT_ROOT, name), project / name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     shutil.copy(os.path.join(PROJECT_ROOT, "setup.py"), project)
+    # The TF.js export's tools, as `make tfjs` left them in the checkout (components/edge_formats.py).
+    shutil.copy(os.path.join(PROJECT_ROOT, "requirements-tfjs.lock"), project)
+    for tool in (".venv-tfjs", "components/tfjs/node_modules"):
+        os.symlink(os.path.join(PROJECT_ROOT, tool), project / tool)
     output = tmp_path / "out"
     args = ["--data-root", small_data_root, "--output-dir", str(output),
             "--serving-dir", str(tmp_path / "serving"), "--train-steps", "20", "--eval-steps", "2",
@@ -235,7 +250,8 @@ def test_a_real_re_run_after_an_edit_re_runs_exactly_the_components_that_run_the
 
     assert "Transform" in run_after_editing()
     # The model, not the preprocessing: Trainer and what consumes its model re-run, Transform is cached.
-    assert run_after_editing("models/model.py") == {"Trainer", "Evaluator", "ServingCheck", "Pusher"}
+    assert run_after_editing("models/model.py") == {"Trainer", "Evaluator", "ServingCheck",
+                                                    "EdgeExport", "Pusher"}
     # A component's own module: that component alone.
     assert run_after_editing("components/drift_check.py") == {"DriftCheck"}
 

@@ -133,3 +133,14 @@ def test_a_row_gets_the_same_bucket_alone_or_in_a_batch(taxi_rows):
                 output_record_batches=False)
             buckets[size] = {o[bucket] for o in out}
     assert buckets[1] == buckets[16] and len(buckets[16]) == 1, buckets
+
+
+def test_strings_are_stripped_exactly_as_tf_strings_strip_does():
+    """The regex that stands in for StringStrip (which TF.js lacks) drops the same characters: ASCII
+    whitespace at either end, nothing inside, nothing non-ASCII."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    values = tf.constant([" Cash ", "\tCredit Card\r\n", "\v\fNo  Charge\v", "   ", "", "a b",
+                          "\u00a0Unicode space\u00a0", "x\n\ny", " \n"])
+    np.testing.assert_array_equal(kinds.strip_whitespace(values).numpy(),
+                                  tf.strings.strip(values).numpy())

@@ -116,6 +116,8 @@ def test_killed_runs_resume_from_the_last_finished_component(tmp_path, small_dat
     # version appears, whole or partial. A model big enough that the copy takes a while makes the
     # kill land inside it whatever the machine's load (a 1 MB model copies in a few milliseconds,
     # which a busy machine's poll can miss).
+    # (EdgeExport copies the trained model, padding included, beside its exports; the Pusher
+    # pushes that copy.)
     (model,) = summarize(metadata_path, PIPELINE_NAME).component("Trainer").outputs["model"]
     with open(os.path.join(model.uri, "Format-Serving", "padding.bin"), "wb") as f:
         f.write(os.urandom(128 << 20))
@@ -131,11 +133,11 @@ def test_killed_runs_resume_from_the_last_finished_component(tmp_path, small_dat
     summary = summarize(metadata_path, PIPELINE_NAME)
     states = {c.name: c.state for c in summary.components}
     assert all(states[c] == "cached" for c in ("CsvExampleGen", "Transform", "Trainer", "Evaluator",
-                                               "ServingCheck")), states
+                                               "ServingCheck", "EdgeExport")), states
     assert states["Pusher"] == "ran"
     # Exactly one version, with every file of the trained model; the killed push's staging is gone.
     (version,) = versions(push_dir)
     assert os.listdir(push_dir) == [str(version)]
     assert summary.pushed_path == os.path.join(push_dir, str(version))
-    (model,) = summary.component("Trainer").outputs["model"]
+    (model,) = summary.component("EdgeExport").outputs["exported_model"]
     assert _files(summary.pushed_path) == _files(os.path.join(model.uri, "Format-Serving"))

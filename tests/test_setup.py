@@ -57,7 +57,11 @@ def imported_modules(packages=PACKAGES):
     function-level ones), as top-level names, or `google.<name>` for Google's namespace package."""
     found = {}
     for package in packages:
-        for directory, _, files in os.walk(os.path.join(PROJECT_ROOT, package)):
+        for directory, subdirectories, files in os.walk(os.path.join(PROJECT_ROOT, package)):
+            # Python packages only: components/tfjs/ runs in the TF.js converter's own venv
+            # (requirements-tfjs.lock) and holds node_modules/.
+            subdirectories[:] = [d for d in subdirectories
+                                 if os.path.isfile(os.path.join(directory, d, "__init__.py"))]
             for name in files:
                 if not name.endswith(".py"):
                     continue

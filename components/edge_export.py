@@ -1,0 +1,290 @@
+"""Portable exports and their parity check before push: TFLite and TF.js answer as the SavedModel does.
+
+Between the serving check and the Pusher. It converts the candidate SavedModel (components/
+edge_formats.py), then runs both exports on eval-split examples, each also varied to hold missing
+values (one column at a time, and all at once) and unseen, space-padded categories: the TFLite model
+in the TFLite interpreter, the TF.js model in Node with the pure-JS @tensorflow/tfjs
+(components/tfjs/predict.js), each on the whole batch and on rows alone (TFLite every row, TF.js the
+first 20). Every numeric output must be within the format's tolerance of the SavedModel's
+`serving_raw` (1e-5 TFLite, 1e-4 TF.js; absolute up to 1, relative above, as the serving check
+measures), and string outputs (a multiclass model's class names) equal to it.
+
+Outputs: `model`, the SavedModel with its exports beside it (`tflite/model.tflite`, `tfjs/model.json`
+and weight shards; TF Serving loads only the SavedModel's own files), which the Pusher pushes in one
+rename; and `blessing`, an InfraBlessing the Pusher requires: blessed when the serving check blessed
+the model and both exports match, with the figures and, when not, which format and row differ.
+"""
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.standard_artifacts import Examples, InfraBlessing, Model
+from tfx.utils import io_utils, path_utils
+
+from components import edge_formats
+from components.serving_check import (BLESSED_FILE, NOT_BLESSED_FILE, eval_examples, raw_input_spec,
+                                      serving_requests)
+from models import missing_values
+
+TFLITE_DIR, TFJS_DIR = "tflite", "tfjs"
+FORMATS = ("tflite", "tfjs")
+SKIPPED_REASON = "skipped: the serving check did not bless the model"
+# What stands in for a category no vocabulary holds; padded, as exports pad values.
+UNSEEN_CATEGORY = "  no such category (parity check)  "
+# Node answers a one-row call in ~35 ms: the first rows alone (every row in the batch); TFLite: all.
+TFJS_ROWS_ALONE = 20
+
+
+@dataclasses.dataclass
+class FormatResult:
+    """One export's parity: the largest difference from the SavedModel, and where it was."""
+    max_diff: float = math.nan
+    worst_row: str = ""
+    size_bytes: int = 0
+
+
+@dataclasses.dataclass
+class ParityResult:
+    blessed: bool
+    reason: str = ""
+    rows: int = 0
+    formats: Dict[str, FormatResult] = dataclasses.field(default_factory=dict)
+    select_tf_ops: List[str] = dataclasses.field(default_factory=list)
+    seconds: float = math.nan
+    files: List[str] = dataclasses.field(default_factory=list)  # the exports', relative to the model
+
+
+def parity_rows(instances: Sequence[dict], raw_spec: Dict[str, tf.TensorSpec]
+                ) -> Tuple[List[dict], List[str]]:
+    """The eval rows and their variants, each with what it is (named in a mismatch's reason).
+
+    Eval row i also comes with column i (cycling) set to its missing-value marker; the first eval
+    row also with every column missing, and with every string column an unseen, padded category.
+    """
+    names = sorted(raw_spec)
+    rows = [dict(i) for i in instances]
+    labels = [f"eval example {i}" for i in range(len(instances))]
+    for i, instance in enumerate(instances):
+        name = names[i % len(names)]
+        rows.append({**instance, name: missing_values.marker(raw_spec[name].dtype)})
+        labels.append(f"eval example {i} with {name} missing")
+    if instances:
+        rows.append({name: missing_values.marker(raw_spec[name].dtype) for name in names})
+        labels.append("every column missing")
+        strings = [n for n in names if raw_spec[n].dtype == tf.string]
+        if strings:
+            rows.append({**instances[0], **{n: UNSEEN_CATEGORY for n in strings}})
+            labels.append(f"eval example 0 with unseen categories in {', '.join(strings)}")
+    return rows, labels
+
+
+def columns_of(rows: Sequence[dict], raw_spec: Dict[str, tf.TensorSpec]) -> Dict[str, np.ndarray]:
+    """Rows as one array per input, of the dtype the signature takes (strings as objects)."""
+    return {name: np.array([r[name] for r in rows],
+                           dtype=object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype)
+            for name, spec in raw_spec.items()}
+
+
+def _answers(outputs: Dict[str, object]) -> Dict[str, np.ndarray]:
+    """Each output as an array with one row per example: numbers as float64, strings (a multiclass
+    model's class names) as str."""
+    answers = {}
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        if array.dtype.kind in "OSU":
+            array = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else str(v),
+                                 otypes=[object])(array)
+        else:
+            array = array.astype(np.float64)
+        answers[name] = array.reshape(len(array), -1)
+    return answers
+
+
+def saved_model_answers(model, columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    signature = model.signatures[edge_formats.SIGNATURE]
+    spec = raw_input_spec(model)
+    return _answers({k: v.numpy() for k, v in signature(
+        **{name: tf.constant(values, spec[name].dtype) for name, values in columns.items()}).items()})
+
+
+def tflite_answers(tflite_path: str, columns: Dict[str, np.ndarray]
+                   ) -> Tuple[Dict[str, np.ndarray], List[Dict[str, np.ndarray]]]:
+    """The whole batch in one call, and each row alone, in the TFLite interpreter."""
+    interpreter = tf.lite.Interpreter(model_path=tflite_path)
+    runner = interpreter.get_signature_runner(edge_formats.SIGNATURE)
+    batch = _answers(runner(**columns))
+    count = len(next(iter(columns.values())))
+    rows = [_answers(runner(**{n: v[i:i + 1] for n, v in columns.items()})) for i in range(count)]
+    return batch, rows
+
+
+def tfjs_answers(tfjs_dir: str, columns: Dict[str, np.ndarray], raw_spec: Dict[str, tf.TensorSpec],
+                 rows_alone: int = TFJS_ROWS_ALONE
+                 ) -> Tuple[Dict[str, np.ndarray], List[Dict[str, np.ndarray]]]:
+    """The whole batch in one call, and the first `rows_alone` rows alone, in Node
+    (components/tfjs/predict.js).
+
+    TF.js has no int64: integer inputs go in as int32 (the missing marker fits, models/missing_values.py).
+    """
+    edge_formats.require_node_packages()
+    dtypes = {n: "string" if s.dtype == tf.string else "float32" if s.dtype.is_floating else "int32"
+              for n, s in raw_spec.items()}
+    # JSON has no NaN: a missing float is null, NaN again in predict.js.
+    inputs = {n: [None if isinstance(v, float) and math.isnan(v) else v for v in values.tolist()]
+              for n, values in columns.items()}
+    request = {"dtypes": dtypes, "inputs": inputs, "alone": rows_alone}
+    result = subprocess.run(["node", os.path.join(edge_formats.TFJS_TOOLS, "predict.js"), tfjs_dir],
+                            input=json.dumps(request), text=True, capture_output=True, check=False,
+                            timeout=600)
+    if result.returncode != 0:
+        raise edge_formats.ExportError(f"TF.js in Node failed: {result.stderr.strip()[-2000:]}")
+    answers = json.loads(result.stdout)
+    return _answers(answers["batch"]), [_answers(r) for r in answers["rows"]]
+
+
+def compare(expected: Dict[str, np.ndarray], batch: Dict[str, np.ndarray],
+            rows: Sequence[Dict[str, np.ndarray]], labels: Sequence[str]) -> Tuple[float, str]:
+    """The largest difference of any answer (batch or one row alone) from the SavedModel's, and
+    which row and output it was on. Absolute up to 1, relative above (a regression's label units)."""
+    worst, where = -1.0, ""
+    for name, want in expected.items():
+        answers = [("in one batch", batch.get(name))]
+        answers += [("alone", None if name not in r else r[name]) for r in rows]
+        for i, (how, got) in enumerate(answers):
+            row_want = want if i == 0 else want[i - 1:i]
+            if got is None or got.shape != row_want.shape:
+                return math.inf, f"{labels[max(i - 1, 0)]}: no {name} output of shape {row_want.shape}"
+            if want.dtype == object:  # strings: equal or not
+                diff = np.where(got == row_want, 0.0, np.inf)
+            else:
+                diff = np.abs(got - row_want) / np.maximum(1.0, np.abs(row_want))
+                diff = np.where(np.isnan(got) & np.isnan(row_want), 0.0, diff)  # both NaN: same
+                diff = np.where(np.isnan(diff), np.inf, diff)
+            row = int(np.argmax(np.max(diff, axis=1)))
+            if diff.max() > worst:
+                index = row if i == 0 else i - 1
+                worst = float(diff.max())
+                where = (f"{labels[index]} ({how}): {name} {_text(got[row])} vs the SavedModel's "
+                         f"{_text(row_want[row])}")
+    return worst, where
+
+
+def _text(values: np.ndarray) -> str:
+    return ", ".join(repr(v) if isinstance(v, str) else f"{v:.7g}" for v in values.reshape(-1))
+
+
+def verdict(results: Dict[str, Tuple[float, str]], tolerances: Dict[str, float]) -> Tuple[bool, str]:
+    """Blessed when every format's largest difference is within its tolerance; else which differ,
+    by how much, and where."""
+    problems = [f"the {name} export differs from the SavedModel by {max_diff:.3g} (tolerance "
+                f"{tolerances[name]:g}) on {where}"
+                for name, (max_diff, where) in results.items() if not max_diff <= tolerances[name]]
+    return not problems, "; ".join(problems)
+
+
+def check_model(model_path: str, output_path: str, serialized: Sequence[bytes],
+                tolerances: Dict[str, float]) -> ParityResult:
+    """Writes the SavedModel with its exports to `output_path` and checks their answers."""
+    started = time.monotonic()
+    tflite_path = os.path.join(output_path, TFLITE_DIR, edge_formats.TFLITE_FILE)
+    tfjs_dir = os.path.join(output_path, TFJS_DIR)
+    work = tempfile.mkdtemp(prefix="edge_export_")
+    # The TF.js converter starts first: its start-up overlaps the work below, on the other core.
+    with edge_formats.TfjsConverter() as tfjs_converter:
+        try:
+            io_utils.copy_dir(model_path, output_path)
+            tf.io.gfile.makedirs(os.path.dirname(tflite_path))
+            model = tf.saved_model.load(model_path)
+            constant_tables = os.path.join(work, "constant_tables")
+            edge_formats.constant_table_model(model, constant_tables)
+            select_ops = edge_formats.to_tflite(constant_tables, tflite_path)
+            raw_spec = raw_input_spec(model)
+            instances, _ = serving_requests(serialized, raw_spec)
+            rows, labels = parity_rows(instances, raw_spec)
+            columns = columns_of(rows, raw_spec)
+            expected = saved_model_answers(model, columns)
+            results = {"tflite": compare(expected, *tflite_answers(tflite_path, columns), labels)}
+            tfjs_converter.convert(constant_tables, os.path.join(work, TFJS_DIR))
+            io_utils.copy_dir(os.path.join(work, TFJS_DIR), tfjs_dir)
+            results["tfjs"] = compare(expected, *tfjs_answers(tfjs_dir, columns, raw_spec), labels)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    blessed, reason = verdict(results, tolerances)
+    return ParityResult(
+        blessed=blessed, reason=reason, rows=len(rows), select_tf_ops=select_ops,
+        formats={name: FormatResult(max_diff, where, _size(tflite_path if name == "tflite" else tfjs_dir))
+                 for name, (max_diff, where) in results.items()},
+        files=[f"{d}/{f}" for d in (TFLITE_DIR, TFJS_DIR)
+               for f in sorted(tf.io.gfile.listdir(os.path.join(output_path, d)))],
+        seconds=time.monotonic() - started)
+
+
+def _size(path: str) -> int:
+    if not tf.io.gfile.isdir(path):
+        return tf.io.gfile.stat(path).length
+    return sum(tf.io.gfile.stat(os.path.join(path, f)).length for f in tf.io.gfile.listdir(path))
+
+
+def record(blessing: InfraBlessing, result: ParityResult, tolerances: Dict[str, float]) -> None:
+    """The verdict and figures as the blessing's custom properties (what the run summary reads)."""
+    io_utils.write_string_file(
+        os.path.join(blessing.uri, BLESSED_FILE if result.blessed else NOT_BLESSED_FILE), "")
+    blessing.set_int_custom_property("blessed", int(result.blessed))
+    blessing.set_string_custom_property("reason", result.reason)
+    blessing.set_int_custom_property("rows", result.rows)
+    if result.files:
+        blessing.set_string_custom_property("files", ",".join(result.files))
+    if result.select_tf_ops:
+        blessing.set_string_custom_property("tflite_select_tf_ops", "; ".join(
+            f"{op} ({edge_formats.SELECT_TF_OPS.get(op, 'not expected')})"
+            for op in result.select_tf_ops))
+    if not math.isnan(result.seconds):
+        blessing.set_float_custom_property("seconds", result.seconds)
+    for name in FORMATS:
+        blessing.set_float_custom_property(f"{name}_tolerance", tolerances[name])
+        if name in result.formats:
+            each = result.formats[name]
+            # A string: ML Metadata's SQLite store keeps 6 decimals of a double (1.5e-7 reads 0.0).
+            blessing.set_string_custom_property(f"{name}_max_diff", f"{each.max_diff:.3g}")
+            blessing.set_string_custom_property(f"{name}_worst_row", each.worst_row)
+            blessing.set_int_custom_property(f"{name}_bytes", each.size_bytes)
+
+
+def run_check(model: Model, examples: Examples, infra_blessing: Optional[InfraBlessing],
+              exported: Model, blessing: InfraBlessing, num_examples: int,
+              tolerances: Dict[str, float]) -> ParityResult:
+    """The component's work; skipped (not blessed) when the serving check did not bless the model."""
+    if infra_blessing is not None and infra_blessing.get_int_custom_property("blessed") != 1:
+        result = ParityResult(blessed=False, reason=SKIPPED_REASON)
+    else:
+        model_path = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+        result = check_model(model_path, path_utils.serving_model_path(exported.uri),
+                             eval_examples(examples, num_examples), tolerances)
+    record(blessing, result, tolerances)
+    return result
+
+
+@component
+def EdgeExport(model: InputArtifact[Model], examples: InputArtifact[Examples],
+               exported_model: OutputArtifact[Model], blessing: OutputArtifact[InfraBlessing],
+               code_sha256: Parameter[str],
+               infra_blessing: InputArtifact[InfraBlessing] = None,
+               num_examples: Parameter[int] = 50,
+               tflite_tolerance: Parameter[float] = 1e-5,
+               tfjs_tolerance: Parameter[float] = 1e-4) -> None:
+    """Exports the model to TFLite and TF.js and blesses it for push when both answer as it does."""
+    del code_sha256  # only keys TFX's cache on this code and its tools (components/fingerprints.py)
+    if num_examples < 1 or tflite_tolerance < 0 or tfjs_tolerance < 0:
+        raise ValueError("EdgeExport needs num_examples >= 1 and tolerances >= 0.")
+    run_check(model, examples, infra_blessing, exported_model, blessing, num_examples,
+              {"tflite": tflite_tolerance, "tfjs": tfjs_tolerance})
