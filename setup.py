@@ -17,7 +17,8 @@ setup(
     # where pipeline/config.py looks for them.
     packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*",
                                     "components", "components.*"]) + ["schemas"],
-    package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"]},
+    package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"],
+                  "pipeline.report": ["templates/*.j2"]},
     # Every distribution the packages import directly, at the locks' version (tests/test_setup.py
     # checks both), even those another pin already pulls in; a marker where the Pythons differ.
     install_requires=[
@@ -49,10 +50,16 @@ setup(
         "httpx==0.28.1",
         "PyYAML==6.0.3",
         "requests==2.34.2",
+        # The run report (pipeline/report/): its page template and its static SVG figures.
+        "Jinja2==3.1.6",
+        "matplotlib==3.10.9",
     ],
     extras_require={
         # palmerpenguins: the multiclass example table of the any-table tests and `make quality`.
-        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6"],
+        # playwright: drives Debian's chromium (`make chromium`) in the run report's browser tests;
+        # pillow (matplotlib's too) reads their screenshots.
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6",
+                 "playwright==1.65.2", "pillow==12.3.0"],
         # croniter: pipeline/airflow_config.py validates schedules as Airflow does.
         "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
         "kfp": ["kfp==2.5.0; python_version < '3.11'", "kfp==2.6.0; python_version >= '3.11'"],
