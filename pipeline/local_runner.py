@@ -45,6 +45,7 @@ def run(config: PipelineConfig) -> RunOutcome:
         except Exception:  # pylint: disable=broad-except  (the run's outcome stands without its page)
             logging.exception("Could not write the run report")
         outcome.report_seconds = time.time() - started
+        logging.info("Run report written in %.1f s: %s", outcome.report_seconds, outcome.report_path)
     return outcome
 
 

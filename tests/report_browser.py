@@ -20,6 +20,7 @@ class LoadedReport:
     figures: List[str]  # data-figure names of figures that drew an SVG with a visible size
     svg_count: int
     outcome: str
+    text: str  # the page's visible text
     tables: Dict[str, List[List[str]]]  # table id -> rows of cell texts
     screenshot: bytes
 
@@ -57,6 +58,7 @@ def load(path: str, screenshot_path: str = None, width: int = 1280, height: int 
             return LoadedReport(outside_requests=outside, console_errors=errors, figures=figures,
                                 svg_count=page.eval_on_selector_all("svg", "s => s.length"),
                                 outcome=page.inner_text("#outcome"), tables=tables,
+                                text=page.inner_text("body"),
                                 screenshot=shot)
         finally:
             browser.close()

@@ -185,24 +185,32 @@ def training_section(summary: RunSummary) -> Optional[dict]:
                                      summary.training.get("best_epoch"))}
 
 
-def _baseline_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
-    """Slice -> metric -> the baseline model's value, from TFMA's metrics (as a DataFrame)."""
+def _tfma_results(evaluation_uri: str) -> tuple:
+    """(baseline metrics: slice -> metric -> value, plots of the overall slice: model -> plot data)
+    from TFMA's results; metrics through its DataFrame, plots from its protos (converting only the
+    overall slice's: all slices' cost seconds)."""
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
 
     frame = tfma.dataframe.metrics_as_dataframes(tfma.load_metrics(evaluation_uri)).double_value
-    if frame is None:
-        return {}
     keys, slices = frame["metric_keys"], frame["slices"]
+    is_diff = keys["is_diff"].astype(bool)
+    # With a baseline TFMA names both models, and only the candidate has differences.
+    candidate = keys["model_name"][is_diff].iloc[0] if is_diff.any() else None
     baseline: Dict[str, Dict[str, float]] = {}
-    is_baseline = (keys["model_name"] != "") & (keys["model_name"] != _candidate_name(evaluation_uri)) & (
-        ~keys["is_diff"].astype(bool))
-    for index in frame.index[is_baseline]:
+    for index in frame.index[(~is_diff) & (keys["model_name"] != candidate)] if candidate else []:
         named = [(column, slices.loc[index, column]) for column in slices.columns
                  if column != "Overall" and slices.loc[index, column] == slices.loc[index, column]]
         name = ", ".join(f"{k}={_slice_value(v)}" for k, v in named) or "Overall"
         baseline.setdefault(name, {})[keys.loc[index, "name"]] = float(
             frame["metric_values"].loc[index, "double_value"])
-    return baseline
+    plots: Dict[str, dict] = {}
+    for plot in tfma.load_plots(evaluation_uri):
+        if not plot.slice_key.single_slice_keys:
+            for item in plot.plot_keys_and_values:
+                role = "baseline" if candidate and item.key.model_name != candidate else "candidate"
+                plots.setdefault(role, {}).update(json_format.MessageToDict(item.value))
+    return baseline, plots
 
 
 def _slice_value(value) -> str:
@@ -210,29 +218,18 @@ def _slice_value(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-def _candidate_name(evaluation_uri: str) -> str:
-    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
-
-    config = tfma.load_eval_result(evaluation_uri).config
-    candidates = [s.name for s in config.model_specs if not s.is_baseline]
-    return candidates[0] if candidates else ""
-
-
-def _plots(evaluation_uri: str, spec) -> List[tuple]:
-    """The task's figures from TFMA's plots on the overall slice."""
-    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
-
-    result = tfma.load_eval_result(evaluation_uri, model_name=_candidate_name(evaluation_uri) or None)
-    overall = next((p for key, p in result.plots or [] if not key), None)
-    data = {}
-    for sub_keys in (overall or {}).values():
-        for plots in sub_keys.values():
-            data.update(plots)
+def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
+    """The task's figures from TFMA's plots on the overall slice, the baseline's beside the candidate's."""
+    data, baseline = plots.get("candidate", {}), plots.get("baseline", {})
     out = []
     if "confusionMatrixAtThresholds" in data:
-        out += figures.roc_and_pr(data["confusionMatrixAtThresholds"].get("matrices", []))
+        out += figures.roc_and_pr(
+            data["confusionMatrixAtThresholds"].get("matrices", []),
+            baseline.get("confusionMatrixAtThresholds", {}).get("matrices"))
     if "calibrationHistogramBuckets" in data:
-        out.append(("Calibration", figures.calibration(data["calibrationHistogramBuckets"]["buckets"])))
+        out.append(("Calibration", figures.calibration(
+            data["calibrationHistogramBuckets"].get("buckets", []),
+            baseline.get("calibrationHistogramBuckets", {}).get("buckets"))))
     if "multiClassConfusionMatrixAtThresholds" in data:
         classes = list(spec.task.classes)
         counts = [[0.0] * len(classes) for _ in classes]
@@ -254,7 +251,8 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
     slices = sorted(summary.metrics, key=summary_view.slice_order)
     table = [[name] + [summary_view.format_value(summary.metrics[name].get(key), pattern)
                        for key, _, pattern in columns] for name in slices]
-    baseline = _baseline_metrics(uri).get("Overall", {})
+    baseline_metrics, tfma_plots = _tfma_results(uri)
+    baseline = baseline_metrics.get("Overall", {})
     gated = spec.task.gated_metric
     overall = summary.metrics.get("Overall", {})
     comparison = []
@@ -271,7 +269,7 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
                            "difference": summary_view.format_value(overall.get(f"{key}_diff"),
                                                                    "{:+.4f}"),
                            "verdict": verdict})
-    plots = _plots(uri, spec)
+    plots = _plots(tfma_plots, spec)
     if spec.task.task == "regression":
         points = [(name, values["mean_label"], values["mean_prediction"], values.get("example_count", 0))
                   for name, values in ((n, summary.metrics[n]) for n in slices)
@@ -354,7 +352,9 @@ def gather(store, summary: Optional[RunSummary], record: dict, spec, gate, recor
     kind, words = outcome(record)
     page = {"run_id": record.get("run_id", _MISSING), "started": _utc(record.get("started_ms")),
             "pipeline": spec.name, "task": spec.task.task, "gated_metric": spec.task.gated_metric.name, "label": spec.label.name,
-            "outcome_kind": kind, "outcome": words, "data_read": record.get("data") or {},
+            "outcome_kind": kind, "outcome": words,
+            "data_read": {key: (record.get("data") or {}).get(key) for key in (
+                "input_base", "span", "input_fingerprint", "training_spans")},
             "components": record.get("components") or [],
             "serving_check": record.get("serving_check"),
             "history": history_section(records_dir, spec.task.gated_metric.name,
