@@ -229,12 +229,19 @@ def test_the_report_renders_offline_with_the_run_summarys_and_mlmds_numbers(runs
                 assert float(cell) == pytest.approx(value, rel=1e-3, abs=5e-4), (row[0], label)
                 checked += 1
     assert checked > 100
-    # Rows per split add up to the CSV's rows.
+    # Rows per split add up to the CSV's rows; each column's missing share (train split) is near
+    # the CSV's share of empty cells (the train split is a hash-chosen 80% of the rows).
     with open(os.path.join(runs["data_root"], "data.csv"), encoding="utf-8") as f:
-        csv_rows = sum(1 for _ in csv.DictReader(f))
-    split_rows = loaded.tables["run-data"]
-    counts = {r[0]: int(r[1].replace(",", "")) for r in split_rows if r[0].endswith(" rows")}
-    assert sum(counts.values()) == csv_rows and set(counts) == {"train rows", "eval rows"}
+        csv_rows = list(csv.DictReader(f))
+    counts = {r[0]: int(r[1].replace(",", "")) for r in loaded.tables["run-data"]
+              if r[0].endswith(" rows")}
+    assert sum(counts.values()) == len(csv_rows) and set(counts) == {"train rows", "eval rows"}
+    columns = {row[0]: row for row in loaded.tables["columns"][1:]}
+    assert set(columns) == set(csv_rows[0])
+    for name, row in columns.items():
+        empty = sum(1 for r in csv_rows if r[name] == "") / len(csv_rows)
+        assert float(row[3].rstrip("%")) / 100 == pytest.approx(empty, abs=0.04), name
+    assert any(0.1 < float(row[3].rstrip("%")) < 99 for row in columns.values())  # some, not all
     assert training_line(summary.training) in loaded.text
     assert loaded.tables["serving-check"][1] == ["examples", str(summary.serving_check["examples"])]
     # Lineage: every artifact the run's executions read or wrote in the store, by id.

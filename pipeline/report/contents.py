@@ -79,7 +79,10 @@ def _seen(stats) -> str:
 
 
 def _missing_share(common, examples: int) -> float:
-    return common.num_missing / examples if examples else 0.0
+    """Rows without a value. An empty CSV cell is a present feature with no values, not a missing
+    one, in the statistics: with at most one value per row, rows with a value are the values."""
+    with_value = common.tot_num_values if common.max_num_values <= 1 else common.num_non_missing
+    return 1.0 - with_value / examples if examples else 0.0
 
 
 def _figure_of(stats) -> Optional[str]:

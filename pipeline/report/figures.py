@@ -54,8 +54,8 @@ def histogram(edges: Sequence[float], counts: Sequence[float]) -> str:
 def top_values(values: Sequence[Tuple[str, float]]) -> str:
     """A categorical column's most frequent values, horizontal bars (longest first)."""
     with plt.rc_context(_STYLE):
-        figure, axes = _figure(2.6, 0.35 + 0.16 * len(values), left=1.2, bottom=0.25, top=0.08)
-        labels = [v if len(v) <= 24 else v[:23] + "…" for v, _ in values][::-1]
+        figure, axes = _figure(2.6, 0.35 + 0.16 * len(values), left=1.3, bottom=0.25, top=0.08)
+        labels = [v if len(v) <= 22 else v[:21] + "…" for v, _ in values][::-1]
         axes.barh(range(len(values)), [c for _, c in values][::-1], color=CANDIDATE, height=0.7)
         axes.set_yticks(range(len(values)), labels, fontsize=6)
         axes.tick_params(axis="x", labelsize=6)
