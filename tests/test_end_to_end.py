@@ -212,7 +212,8 @@ def test_the_report_renders_offline_with_the_run_summarys_and_mlmds_numbers(runs
     assert report_browser.distinct_colors(loaded.screenshot) > 200
     assert {"curve-loss", "curve-auc", "ROC", "Precision-recall", "Calibration"} <= set(loaded.figures)
     summary = summarize(runs["metadata"], PIPELINE_NAME, runs["first_id"])
-    assert loaded.outcome == f"Pushed version {os.path.basename(summary.pushed_path)} to {summary.pushed_path}"
+    version = os.path.basename(summary.pushed_path)
+    assert loaded.outcome == f"Pushed version {version} to {summary.pushed_path}"
     assert [row[:2] for row in loaded.tables["components"][1:]] == [
         [c.name, c.state] for c in summary.components]
     # Every metric of every slice, as the terminal's table rounds it.
@@ -264,7 +265,8 @@ def test_a_cached_reruns_report_is_the_reused_run_plus_its_own_record(runs):
     assert {row[1] for row in loaded.tables["components"][1:]} == {"cached", "ran"}
     history = loaded.tables["history-table"][1:]
     assert [row[0] for row in history] == [f"{runs['second_id']} (this run)", runs["first_id"]]
-    assert history[0][2] == history[1][2] == f"{summarize(runs['metadata'], PIPELINE_NAME).metrics['Overall']['auc']:.4f}"
+    auc = summarize(runs["metadata"], PIPELINE_NAME).metrics["Overall"]["auc"]
+    assert history[0][2] == history[1][2] == f"{auc:.4f}"
 
 
 def test_the_report_command_rewrites_any_past_runs_report(runs, tmp_path):
@@ -283,6 +285,15 @@ def test_the_report_command_rewrites_any_past_runs_report(runs, tmp_path):
             assert rewritten.read() == written.read()
     result = CliRunner().invoke(main, ["report", "--output-dir", str(out), "--run-id", "no-such-run"])
     assert result.exit_code == 1 and f"No run of pipeline '{PIPELINE_NAME}'" in result.output
+    # --open hands the file to the user's browser ($BROWSER, as Python's webbrowser reads it).
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {tmp_path / "opened"}\n')
+    browser.chmod(0o755)
+    result = CliRunner(env={"BROWSER": str(browser)}).invoke(
+        main, ["report", "--output-dir", str(out), "--open"])
+    assert result.exit_code == 0, result.output
+    opened = (tmp_path / "opened").read_text().strip()
+    assert opened == "file://" + page.report_path(str(out), runs["second_id"])
 
 
 def test_serving_check_served_the_candidate_before_the_push(runs):
@@ -309,7 +320,8 @@ def test_serving_check_blocks_the_push_when_serving_is_too_slow(runs, after_runs
     states = {c.name: c.state for c in summary.components}
     assert states["ServingCheck"] == "ran" and states["Trainer"] == "cached"
     assert summary.serving_check["blessed"] == 0 and summary.pushed_path is None
-    outcome = report_browser.load(page.report_path(str(after_runs["root"] / "out"), summary.run_id)).outcome
+    path = page.report_path(str(after_runs["root"] / "out"), summary.run_id)
+    outcome = report_browser.load(path).outcome
     assert outcome.startswith("The serving check blocked the push:") and "0.01 ms" in outcome
 
 

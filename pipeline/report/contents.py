@@ -24,7 +24,8 @@ _MISSING = "-"
 def _utc(ms: Optional[int]) -> str:
     if not ms:
         return _MISSING
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _read(uri: str, mode: str = "rb"):
@@ -222,7 +223,8 @@ def _slice_value(value) -> str:
 
 
 def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
-    """The task's figures from TFMA's plots on the overall slice, the baseline's beside the candidate's."""
+    """The task's figures from TFMA's plots on the overall slice, the baseline's beside the
+    candidate's."""
     data, baseline = plots.get("candidate", {}), plots.get("baseline", {})
     out = []
     if "confusionMatrixAtThresholds" in data:
@@ -342,9 +344,11 @@ def outcome(record: dict) -> tuple:
         failures = "; ".join(record.get("blessing_failures") or []) or "no details recorded"
         return "stopped", f"The Evaluator's gate did not bless the model, nothing was pushed: {failures}"
     if check.get("blessed") == 0 and not str(check.get("reason", "")).startswith("skipped"):
-        return "stopped", f"The serving check blocked the push: {check.get('reason') or 'no reason recorded'}"
+        reason = check.get("reason") or "no reason recorded"
+        return "stopped", f"The serving check blocked the push: {reason}"
     if record.get("pushed_this_run"):
-        return "pushed", f"Pushed version {os.path.basename(record['pushed_path'])} to {record['pushed_path']}"
+        path = record["pushed_path"]
+        return "pushed", f"Pushed version {os.path.basename(path)} to {path}"
     if record.get("pushed_path"):
         return "unchanged", f"Nothing changed, nothing new pushed; serving {record['pushed_path']}"
     return "stopped", "Nothing was pushed."
@@ -354,7 +358,8 @@ def gather(store, summary: Optional[RunSummary], record: dict, spec, gate, recor
     """Everything the page shows; `store` and `summary` are None for a run that never started."""
     kind, words = outcome(record)
     page = {"run_id": record.get("run_id", _MISSING), "started": _utc(record.get("started_ms")),
-            "pipeline": spec.name, "task": spec.task.task, "gated_metric": spec.task.gated_metric.name, "label": spec.label.name,
+            "pipeline": spec.name, "task": spec.task.task, "label": spec.label.name,
+            "gated_metric": spec.task.gated_metric.name,
             "outcome_kind": kind, "outcome": words,
             "data_read": {key: (record.get("data") or {}).get(key) for key in (
                 "input_base", "span", "input_fingerprint", "training_spans")},

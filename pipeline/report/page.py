@@ -1,4 +1,5 @@
-"""Renders a run's report (pipeline/report/templates/report.html.j2) and writes it beside the run records."""
+"""Renders a run's report (pipeline/report/templates/report.html.j2) and writes it beside the run
+records."""
 import os
 from typing import Optional
 
