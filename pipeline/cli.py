@@ -252,26 +252,19 @@ def report(spec_dir, output_dir, run_id, open_browser):
     """Write (or re-write) a past run's HTML report from the metadata store and its run record."""
     _quiet_libraries(False)
     from pipeline.report import page  # pylint: disable=import-outside-toplevel
-    from pipeline.run_summary import RUNS_DIR, summarize  # pylint: disable=import-outside-toplevel
+    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
 
     config = _config(spec_dir=spec_dir, output_dir=output_dir)
-
-    def saved_record(name):
-        path = os.path.join(config.output_dir, RUNS_DIR, page.file_name(name) + ".json")
-        if not os.path.exists(path):
-            return {}
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
     try:
         past = summarize(config.metadata_path, config.pipeline_name, run_id)
     except (FileNotFoundError, LookupError) as e:
         past = None  # a run that stopped before it started has a record only
-        if not (run_id and saved_record(run_id)):
+        if not (run_id and page.read_record(config.output_dir, run_id)):
             _error(f"[red]{escape(str(e))}[/]")
             sys.exit(EXIT_FAILED)
     # The run's record adds what the store does not keep (its error); a store-only run has none.
-    record = ({**saved_record(past.run_id), **past.to_record()} if past is not None
-              else saved_record(run_id))
+    record = ({**page.read_record(config.output_dir, past.run_id), **past.to_record()}
+              if past is not None else page.read_record(config.output_dir, run_id))
     path = page.write(config, past, record)
     console.print(f"Report: {escape(path)}", soft_wrap=True)
     if open_browser:

@@ -113,4 +113,14 @@ def test_a_run_stopped_before_it_started_is_not_recorded_as_the_previous_run(fai
     (record,) = _records(out)
     assert record["run_id"].startswith("not-started-")
     assert record["error"].startswith("FileNotFoundError:") and "spec/schema.pbtxt" in record["error"]
+    # Its report, from the record alone; `report` rewrites it from the record (the store has no
+    # such run).
+    assert outcome.report_path == page.report_path(str(out), record["run_id"])
+    with open(outcome.report_path, encoding="utf-8") as f:
+        written = f.read()
+    assert "The run failed before any component ran: FileNotFoundError:" in written
+    result = CliRunner().invoke(main, ["report", "--output-dir", str(out), "--run-id", record["run_id"]])
+    assert result.exit_code == 0, result.output
+    with open(outcome.report_path, encoding="utf-8") as f:
+        assert f.read() == written
     assert record["failed_component"] is None and "components" not in record

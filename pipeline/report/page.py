@@ -1,5 +1,6 @@
 """Renders a run's report (pipeline/report/templates/report.html.j2) and writes it beside the run
 records."""
+import json
 import os
 from typing import Optional
 
@@ -22,6 +23,15 @@ def file_name(run_id: str) -> str:
 
 def report_path(output_dir: str, run_id: str) -> str:
     return os.path.join(output_dir, REPORTS_DIR, file_name(run_id) + ".html")
+
+
+def read_record(output_dir: str, run_id: str) -> dict:
+    """The run's JSON record (pipeline/local_runner.py writes it); {} if there is none."""
+    path = os.path.join(output_dir, RUNS_DIR, file_name(run_id) + ".json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def render(page: dict) -> str:
