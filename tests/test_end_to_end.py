@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from ml_metadata.proto import metadata_store_pb2
 
 import models  # noqa: F401  (Keras 2 and the custom layers, for load_model)
 from models.raw_examples import column_types, to_tf_examples
@@ -245,14 +246,19 @@ def test_the_report_renders_offline_with_the_run_summarys_and_mlmds_numbers(runs
     assert any(0.1 < float(row[3].rstrip("%")) < 99 for row in columns.values())  # some, not all
     assert training_line(summary.training) in loaded.text
     assert loaded.tables["serving-check"][1] == ["examples", str(summary.serving_check["examples"])]
-    # Lineage: every artifact the run's executions read or wrote in the store, by id.
+    # Lineage: per component, the artifacts its execution read and wrote in the store, by id.
     store = open_store(runs["metadata"])
-    context = store.get_context_by_type_and_name("pipeline_run", runs["first_id"])
-    executions = store.get_executions_by_context(context.id)
-    in_store = {e.artifact_id for e in store.get_events_by_execution_ids([x.id for x in executions])}
-    shown = {int(i) for row in loaded.tables["lineage-table"][1:] for cell in row[1:]
-             for i in re.findall(r"#(\d+)", cell)}
-    assert shown == in_store
+    lineage = {row[0].rsplit(" (", 1)[0]: row for row in loaded.tables["lineage-table"][1:]}
+    assert list(lineage) == [c.name for c in summary.components]
+    outputs = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    for component in summary.components:
+        events = store.get_events_by_execution_ids([component.execution_id])
+        read = {e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT}
+        wrote = {e.artifact_id for e in events if e.type in outputs}
+        _, shown_read, shown_wrote = lineage[component.name]
+        assert {int(i) for i in re.findall(r"#(\d+)", shown_read)} == read, component.name
+        assert {int(i) for i in re.findall(r"#(\d+)", shown_wrote)} == wrote, component.name
+    assert "examples #" in lineage["Trainer"][1] and "from Transform" in lineage["Trainer"][1]
 
 
 def test_a_cached_reruns_report_is_the_reused_run_plus_its_own_record(runs):
