@@ -37,7 +37,7 @@ define NO_PYTHON
   echo "Then run make again (or point it at an interpreter: make PYTHON=/path/to/python3.11)."; exit 1; }
 endef
 
-.PHONY: install tfjs run test test-fast bench bench-scale quality lock clean
+.PHONY: install tfjs run test test-fast chromium bench bench-scale quality lock clean
 
 install: $(INSTALLED)
 
@@ -87,11 +87,19 @@ run: install tfjs
 	$(PY) -m pipeline run $(ARGS)
 
 # With every extra installed, a test that finds one missing fails instead of skipping (tests/conftest.py).
-test: $(INSTALLED_ALL) tfjs
+test: $(INSTALLED_ALL) tfjs chromium
 	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(INSTALLED_ALL) tfjs
+test-fast: $(INSTALLED_ALL) tfjs chromium
 	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The run report's browser tests drive Debian's chromium (playwright never downloads its own browser).
+chromium:
+	@command -v chromium >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	else echo "The report's browser tests need Chromium: install Debian's 'chromium' package as root" \
+	          "(apt-get install chromium), then run make again."; exit 1; fi
 
 bench: install
 	$(PY) bench/compare_with_tfx_example.py

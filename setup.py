@@ -19,7 +19,8 @@ setup(
                                     "components", "components.*"]) + ["schemas"],
     # components/tfjs/: the TF.js converter script, the Node runner and its pinned npm packages list.
     package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"],
-                  "components": ["tfjs/convert.py", "tfjs/predict.js", "tfjs/package*.json"]},
+                  "components": ["tfjs/convert.py", "tfjs/predict.js", "tfjs/package*.json"],
+                  "pipeline.report": ["templates/*.j2"]},
     # Every distribution the packages import directly, at the locks' version (tests/test_setup.py
     # checks both), even those another pin already pulls in; a marker where the Pythons differ.
     install_requires=[
@@ -52,10 +53,16 @@ setup(
         "httpx==0.28.1",
         "PyYAML==6.0.3",
         "requests==2.34.2",
+        # The run report (pipeline/report/): its page template and its static SVG figures.
+        "Jinja2==3.1.6",
+        "matplotlib==3.10.9",
     ],
     extras_require={
         # palmerpenguins: the multiclass example table of the any-table tests and `make quality`.
-        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6"],
+        # playwright: drives Debian's chromium (`make chromium`) in the run report's browser tests;
+        # pillow (matplotlib's too) reads their screenshots.
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6",
+                 "playwright==1.65.2", "pillow==12.3.0"],
         # croniter: pipeline/airflow_config.py validates schedules as Airflow does.
         "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
         "kfp": ["kfp==2.5.0; python_version < '3.11'", "kfp==2.6.0; python_version >= '3.11'"],

@@ -155,8 +155,9 @@ class Binary(Task):
         return "probability"
 
     def tfma_metrics(self):
+        # The plots feed the run report's ROC, precision-recall and calibration figures.
         return ("ExampleCount", "AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall",
-                "Calibration", "MeanLabel", "MeanPrediction")
+                "Calibration", "MeanLabel", "MeanPrediction", "ConfusionMatrixPlot", "CalibrationPlot")
 
     @property
     def gated_metric(self):

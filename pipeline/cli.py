@@ -170,6 +170,7 @@ def run(beam_mode, beam_arg, verbose, print_config, beam_args, **settings):
 
         render(outcome.summary, console)
     if outcome.error is not None:
+        _print_report(outcome.report_path)
         cause = _root_cause(outcome.error)
         if outcome.bad_data:
             _error("[bold red]Bad input data[/] (nothing was trained or pushed): "
@@ -181,6 +182,14 @@ def run(beam_mode, beam_arg, verbose, print_config, beam_args, **settings):
                "Re-run with --verbose for the full logs.")
         sys.exit(EXIT_FAILED)
     console.print(f"Finished in {elapsed:.1f} s.")
+    _print_report(outcome.report_path)
+
+
+def _print_report(path) -> None:
+    if path:
+        console.print(f"Report: {escape(path)}", soft_wrap=True)
+    else:
+        _error("[yellow]Warning[/]: no run report was written (see the error above).")
 
 
 @main.command()
@@ -232,6 +241,36 @@ def summary(spec_dir, output_dir, run_id):
     except (FileNotFoundError, LookupError) as e:
         _error(f"[red]{escape(str(e))}[/]")
         sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@spec_option
+@click.option("--output-dir", type=click.Path(), default="pipeline_output", show_default=True)
+@click.option("--run-id", default=None, help="A run id from the metadata store; default: the latest.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the report in the web browser.")
+def report(spec_dir, output_dir, run_id, open_browser):
+    """Write (or re-write) a past run's HTML report from the metadata store and its run record."""
+    _quiet_libraries(False)
+    from pipeline.report import page  # pylint: disable=import-outside-toplevel
+    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
+
+    config = _config(spec_dir=spec_dir, output_dir=output_dir)
+    try:
+        past = summarize(config.metadata_path, config.pipeline_name, run_id)
+    except (FileNotFoundError, LookupError) as e:
+        past = None  # a run that stopped before it started has a record only
+        if not (run_id and page.read_record(config.output_dir, run_id)):
+            _error(f"[red]{escape(str(e))}[/]")
+            sys.exit(EXIT_FAILED)
+    # The run's record adds what the store does not keep (its error); a store-only run has none.
+    record = ({**page.read_record(config.output_dir, past.run_id), **past.to_record()}
+              if past is not None else page.read_record(config.output_dir, run_id))
+    path = page.write(config, past, record)
+    console.print(f"Report: {escape(path)}", soft_wrap=True)
+    if open_browser:
+        import webbrowser  # pylint: disable=import-outside-toplevel
+
+        webbrowser.open("file://" + os.path.abspath(path))
 
 
 @main.command()

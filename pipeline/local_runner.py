@@ -1,6 +1,7 @@
 """Runs `create_pipeline(config)` with TFX's LocalDagRunner, reads back what happened, records it."""
 import dataclasses
 import json
+import logging
 import os
 import time
 from typing import Optional
@@ -12,7 +13,8 @@ from components.data_gate import DataValidationError
 from pipeline import beam_tuning, run_lock
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
-from pipeline.run_summary import RunSummary, summarize
+from pipeline.report import page as report_page
+from pipeline.run_summary import RUNS_DIR, RunSummary, summarize
 
 
 @dataclasses.dataclass
@@ -20,24 +22,30 @@ class RunOutcome:
     summary: Optional[RunSummary]
     error: Optional[BaseException] = None
     failed_component: Optional[str] = None
+    report_path: Optional[str] = None  # the run's HTML report; None if it could not be written
+    report_seconds: float = 0.0
 
     @property
     def bad_data(self) -> bool:
         return isinstance(self.error, DataValidationError)
 
 
-RUNS_DIR = "runs"
-
-
 def run(config: PipelineConfig) -> RunOutcome:
     """Runs the pipeline; never raises for a failed component, returns the error instead.
 
     Raises run_lock.RunLockedError if another run holds `config.output_dir`. Every run, failed or
-    not, leaves a JSON record in `<output_dir>/runs/`.
+    not, leaves a JSON record in `<output_dir>/runs/` and a report in `<output_dir>/reports/`.
     """
     with run_lock.exclusive_run(config.output_dir):
         outcome = _run_unlocked(config)
-        write_record(config, outcome)
+        record = write_record(config, outcome)
+        started = time.time()
+        try:
+            outcome.report_path = report_page.write(config, outcome.summary, record)
+        except Exception:  # pylint: disable=broad-except  (the run's outcome stands without its page)
+            logging.exception("Could not write the run report")
+        outcome.report_seconds = time.time() - started
+        logging.info("Run report written in %.1f s: %s", outcome.report_seconds, outcome.report_path)
     return outcome
 
 
@@ -70,7 +78,8 @@ def _read_summary(config: PipelineConfig, error: Optional[BaseException]) -> Opt
         return None
 
 
-def write_record(config: PipelineConfig, outcome: RunOutcome) -> str:
+def write_record(config: PipelineConfig, outcome: RunOutcome) -> dict:
+    """Writes the run's JSON record to `<output_dir>/runs/`; returns the record."""
     record = outcome.summary.to_record() if outcome.summary else {
         "run_id": f"not-started-{time.strftime('%Y-%m-%dT%H-%M-%S')}"}
     record.update({
@@ -79,7 +88,8 @@ def write_record(config: PipelineConfig, outcome: RunOutcome) -> str:
         "failed_component": outcome.failed_component,
     })
     os.makedirs(os.path.join(config.output_dir, RUNS_DIR), exist_ok=True)
-    path = os.path.join(config.output_dir, RUNS_DIR, record["run_id"].replace(":", "-") + ".json")
+    path = os.path.join(config.output_dir, RUNS_DIR,
+                        report_page.file_name(record["run_id"]) + ".json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2, default=str)
-    return path
+    return record

@@ -7,6 +7,8 @@ from typing import Dict, List, Optional
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+# <output_dir>/runs/: one JSON record per run (`RunSummary.to_record()` plus its config and error).
+RUNS_DIR = "runs"
 _STATES = {
     metadata_store_pb2.Execution.COMPLETE: "ran",
     metadata_store_pb2.Execution.CACHED: "cached",
@@ -21,6 +23,7 @@ class ComponentRun:
     state: str
     seconds: float
     outputs: Dict[str, list] = dataclasses.field(default_factory=dict)
+    execution_id: int = 0  # its MLMD execution, where the run report reads its inputs (lineage)
 
 
 @dataclasses.dataclass
@@ -89,7 +92,7 @@ def _node_name(store, execution) -> str:
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 
 
-def _artifacts(store, execution, event_types=_OUTPUT_EVENTS) -> Dict[str, list]:
+def artifacts_of(store, execution, event_types=_OUTPUT_EVENTS) -> Dict[str, list]:
     """The execution's artifacts by key: its outputs, or its inputs with Event.INPUT."""
     events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
@@ -205,12 +208,12 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
             name=_node_name(store, execution),
             state=_STATES.get(execution.last_known_state, "unknown"),
             seconds=(execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3,
-            outputs=_artifacts(store, execution)))
+            outputs=artifacts_of(store, execution), execution_id=execution.id))
         examples = summary.components[-1].outputs.get("examples", [])
         if examples and "input_fingerprint" in examples[0].custom_properties:  # ExampleGen
             summary.data.update(_data_read(store, examples[0]))
         if summary.components[-1].name == "Transform":
-            examples = _artifacts(store, execution, (metadata_store_pb2.Event.INPUT,)).get("examples", [])
+            examples = artifacts_of(store, execution, (metadata_store_pb2.Event.INPUT,)).get("examples", [])
             summary.data["training_spans"] = sorted(
                 a.custom_properties["span"].int_value for a in examples if "span" in a.custom_properties)
 

@@ -22,11 +22,11 @@ SMALL_EVAL_SPLIT = 200
 _STATE_STYLE = {"ran": "green", "cached": "cyan", "failed": "bold red", "running": "yellow"}
 
 
-def _format(value, pattern: str) -> str:
+def format_value(value, pattern: str) -> str:
     return "-" if value is None or value != value else pattern.format(value)
 
 
-def _slice_order(name: str):
+def slice_order(name: str):
     """Overall first, then by feature, numeric values in numeric order."""
     feature, _, value = name.partition("=")
     return (name != "Overall", feature, not value.lstrip("-").isdigit(),
@@ -44,19 +44,24 @@ def components_table(summary: RunSummary) -> Table:
     return table
 
 
+def metric_columns(summary: RunSummary):
+    """The (key, label, format) of METRIC_COLUMNS this run's task has; the run report shows the same."""
+    present = {key for values in summary.metrics.values() for key in values}
+    regression = "root_mean_squared_error" in present
+    return [c for c in METRIC_COLUMNS
+            if c[0] in present and (regression or c[0] not in _REGRESSION_ONLY)]
+
+
 def metrics_table(summary: RunSummary) -> Table:
     table = Table(title="Evaluation (eval split)", title_justify="left")
     table.add_column("slice")
-    present = {key for values in summary.metrics.values() for key in values}
-    regression = "root_mean_squared_error" in present
-    columns = [c for c in METRIC_COLUMNS
-               if c[0] in present and (regression or c[0] not in _REGRESSION_ONLY)]
+    columns = metric_columns(summary)
     for _, label, _ in columns:
         table.add_column(label, justify="right")
-    slices = sorted(summary.metrics, key=_slice_order)
+    slices = sorted(summary.metrics, key=slice_order)
     for name in slices:
         values = summary.metrics[name]
-        table.add_row(escape(name), *(_format(values.get(key), pattern) for key, _, pattern in columns))
+        table.add_row(escape(name), *(format_value(values.get(key), pattern) for key, _, pattern in columns))
     return table
 
 

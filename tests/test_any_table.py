@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from models import spec as spec_lib
 from models.raw_examples import column_types, to_tf_examples
+from tests import report_browser
 from tests.conftest import TAXI_CSV, cli_env, run_cli
 from tests.tabular_data import write_flights
 
@@ -33,7 +34,17 @@ def _run(root, spec):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Model blessed" in result.stdout and "Pushed" in result.stdout, result.stdout[-3000:]
     (version,) = os.listdir(root / "serving" / spec_lib.load(str(spec)).label.name)
-    return tf.saved_model.load(str(root / "serving" / spec_lib.load(str(spec)).label.name / version))
+    model = tf.saved_model.load(str(root / "serving" / spec_lib.load(str(spec)).label.name / version))
+    return model, _report(result, root)
+
+
+def _report(result, root):
+    """The run's report, as Chromium shows it offline (`run` prints its path last)."""
+    path = result.stdout.rstrip().splitlines()[-1].removeprefix("Report: ")
+    assert os.path.dirname(path) == str(root / "out" / "reports"), result.stdout[-500:]
+    loaded = report_browser.load(path)
+    assert loaded.console_errors == [] and loaded.outside_requests == []
+    return loaded
 
 
 def _serve(model, spec, rows):
@@ -48,7 +59,8 @@ def _rows(frame):
 def test_binary_flights_with_every_column_kind(tmp_path):
     write_flights(str(tmp_path / "data"))
     spec = _init(tmp_path / "data", tmp_path / "flights", "delayed")
-    model = _run(tmp_path, tmp_path / "flights")
+    model, report = _run(tmp_path, tmp_path / "flights")
+    assert {"ROC", "Precision-recall", "Calibration", "curve-loss"} <= set(report.figures)
     held_out = pd.read_csv(write_flights(str(tmp_path / "held_out"), rows=200, seed=1) + "/flights.csv")
     probability = _serve(model, spec, _rows(held_out))["probability"].numpy()
     truth = (held_out["delayed"] == "yes").to_numpy()
@@ -66,7 +78,9 @@ def test_multiclass_penguins(tmp_path):
     palmerpenguins.load_penguins().to_csv(tmp_path / "data" / "penguins.csv", index=False)
     spec = _init(tmp_path / "data", tmp_path / "penguins", "species")
     assert spec.task.classes == ("Adelie", "Chinstrap", "Gentoo")
-    model = _run(tmp_path, tmp_path / "penguins")
+    model, report = _run(tmp_path, tmp_path / "penguins")
+    # The report follows the task: a confusion matrix, no binary curves.
+    assert "Confusion matrix" in report.figures and "ROC" not in report.figures
     frame = pd.read_csv(tmp_path / "data" / "penguins.csv")
     outputs = _serve(model, spec, _rows(frame))
     probabilities, classes = outputs["probabilities"].numpy(), outputs["classes"].numpy()
@@ -82,7 +96,9 @@ def test_regression_taxi_fare_without_tips_or_payment(tmp_path):
     frame.iloc[::5].to_csv(tmp_path / "data" / "trips.csv", index=False)
     spec = _init(tmp_path / "data", tmp_path / "fares", "fare")
     assert spec.task.task == "regression"
-    model = _run(tmp_path, tmp_path / "fares")
+    model, report = _run(tmp_path, tmp_path / "fares")
+    assert {"Predicted vs actual", "Residuals"} <= set(report.figures)
+    assert "ROC" not in report.figures and "Confusion matrix" not in report.figures
     held_out = frame.iloc[1::50]
     prediction = _serve(model, spec, _rows(held_out))["prediction"].numpy()
     rmse = float(np.sqrt(np.mean((prediction - held_out["fare"].to_numpy()) ** 2)))

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,12 +12,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from ml_metadata.proto import metadata_store_pb2
 
 import models  # noqa: F401  (Keras 2 and the custom layers, for load_model)
 from models.raw_examples import column_types, to_tf_examples
 from pipeline.cli import main
-from pipeline.run_summary import summarize
+from pipeline.report import page
+from pipeline.run_summary import open_store, summarize
 from pipeline.serving import client
+from pipeline.summary_view import METRIC_COLUMNS, slice_order, training_line
+from tests import report_browser
 from tests.conftest import TAXI_SPEC, cli_env, run_cli, write_csv
 
 TYPES = client.serving_column_types(TAXI_SPEC)
@@ -50,6 +55,7 @@ def runs(tmp_path_factory, everyday_data_root):
     second = run_cli(*args)
     assert second.returncode == 0, second.stdout + second.stderr
     return {"root": root, "first": first, "second": second, "push_dir": push_dir,
+            "data_root": everyday_data_root,
             "metadata": metadata, "first_id": first_id,
             "second_id": summarize(metadata, PIPELINE_NAME).run_id,
             "versions_first": versions_first, "versions_second": sorted(os.listdir(push_dir))}
@@ -63,7 +69,8 @@ def after_runs(runs, tmp_path, everyday_data_root):
     (tmp_path / "out").mkdir()
     shutil.copy(runs["metadata"], tmp_path / "out" / "metadata.sqlite")
     shutil.copytree(runs["root"] / "serving", tmp_path / "serving")
-    return {"args": _args(everyday_data_root, tmp_path), "push_dir": tmp_path / "serving" / "big_tipper",
+    return {"args": _args(everyday_data_root, tmp_path), "root": tmp_path,
+            "push_dir": tmp_path / "serving" / "big_tipper",
             "metadata": str(tmp_path / "out" / "metadata.sqlite")}
 
 
@@ -178,6 +185,124 @@ def test_summary_command_prints_the_latest_or_a_given_run(runs):
     assert f"Pushed {pushed_path}" in first.output
 
 
+def _report(root, run_id):
+    return page.report_path(str(root / "out"), run_id)
+
+
+def _section(html, name):
+    """One <section> of a report's HTML."""
+    start = html.index(f'<section id="{name}">')
+    return html[start:html.index("</section>", start)]
+
+
+# A report must stay small enough to mail; measured ~0.5 MB on this 3,000-row sample (README).
+REPORT_BUDGET_BYTES = 2_000_000
+
+
+def test_each_run_ends_by_printing_its_report(runs):
+    for key in ("first", "second"):
+        path = _report(runs["root"], runs[f"{key}_id"])
+        assert runs[key].stdout.rstrip().splitlines()[-1] == f"Report: {path}"
+        assert 0 < os.path.getsize(path) < REPORT_BUDGET_BYTES
+
+
+def test_the_report_renders_offline_with_the_run_summarys_and_mlmds_numbers(runs, tmp_path):
+    """Chromium, networking off: nothing leaves the file, no console error, a drawn page with the
+    task's figures; its numbers are the run summary's, the CSV's and the metadata store's."""
+    loaded = report_browser.load(_report(runs["root"], runs["first_id"]))
+    assert loaded.outside_requests == [] and loaded.console_errors == []
+    assert report_browser.distinct_colors(loaded.screenshot) > 200
+    assert {"curve-loss", "curve-auc", "ROC", "Precision-recall", "Calibration"} <= set(loaded.figures)
+    summary = summarize(runs["metadata"], PIPELINE_NAME, runs["first_id"])
+    version = os.path.basename(summary.pushed_path)
+    assert loaded.outcome == f"Pushed version {version} to {summary.pushed_path}"
+    assert [row[:2] for row in loaded.tables["components"][1:]] == [
+        [c.name, c.state] for c in summary.components]
+    # Every metric of every slice, as the terminal's table rounds it.
+    header, *rows = loaded.tables["metrics"]
+    assert [row[0] for row in rows] == sorted(summary.metrics, key=slice_order)
+    keys = {label: key for key, label, _ in METRIC_COLUMNS if key in summary.metrics["Overall"]}
+    checked = 0
+    for row in rows:
+        for label, cell in zip(header[1:], row[1:]):
+            value = summary.metrics[row[0]].get(keys[label])
+            if value is None or value != value:
+                assert cell == "-"
+            else:
+                assert float(cell) == pytest.approx(value, rel=1e-3, abs=5e-4), (row[0], label)
+                checked += 1
+    assert checked > 100
+    # Rows per split add up to the CSV's rows; each column's missing share (train split) is near
+    # the CSV's share of empty cells (the train split is a hash-chosen 80% of the rows).
+    with open(os.path.join(runs["data_root"], "data.csv"), encoding="utf-8") as f:
+        csv_rows = list(csv.DictReader(f))
+    counts = {r[0]: int(r[1].replace(",", "")) for r in loaded.tables["run-data"]
+              if r[0].endswith(" rows")}
+    assert sum(counts.values()) == len(csv_rows) and set(counts) == {"train rows", "eval rows"}
+    columns = {row[0]: row for row in loaded.tables["columns"][1:]}
+    assert set(columns) == set(csv_rows[0])
+    for name, row in columns.items():
+        empty = sum(1 for r in csv_rows if r[name] == "") / len(csv_rows)
+        assert float(row[3].rstrip("%")) / 100 == pytest.approx(empty, abs=0.04), name
+    assert any(0.1 < float(row[3].rstrip("%")) < 99 for row in columns.values())  # some, not all
+    assert training_line(summary.training) in loaded.text
+    assert loaded.tables["serving-check"][1] == ["examples", str(summary.serving_check["examples"])]
+    # Lineage: per component, the artifacts its execution read and wrote in the store, by id.
+    store = open_store(runs["metadata"])
+    lineage = {row[0].rsplit(" (", 1)[0]: row for row in loaded.tables["lineage-table"][1:]}
+    assert list(lineage) == [c.name for c in summary.components]
+    outputs = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+    for component in summary.components:
+        events = store.get_events_by_execution_ids([component.execution_id])
+        read = {e.artifact_id for e in events if e.type == metadata_store_pb2.Event.INPUT}
+        wrote = {e.artifact_id for e in events if e.type in outputs}
+        _, shown_read, shown_wrote = lineage[component.name]
+        assert {int(i) for i in re.findall(r"#(\d+)", shown_read)} == read, component.name
+        assert {int(i) for i in re.findall(r"#(\d+)", shown_wrote)} == wrote, component.name
+    assert "examples #" in lineage["Trainer"][1] and "from Transform" in lineage["Trainer"][1]
+
+
+def test_a_cached_reruns_report_is_the_reused_run_plus_its_own_record(runs):
+    first = open(_report(runs["root"], runs["first_id"]), encoding="utf-8").read()
+    second = open(_report(runs["root"], runs["second_id"]), encoding="utf-8").read()
+    for name in ("data", "training", "evaluation", "serving"):
+        assert _section(first, name) == _section(second, name), name
+    loaded = report_browser.load(_report(runs["root"], runs["second_id"]))
+    assert loaded.outcome.startswith("Nothing changed, nothing new pushed")
+    assert {row[1] for row in loaded.tables["components"][1:]} == {"cached", "ran"}
+    history = loaded.tables["history-table"][1:]
+    assert [row[0] for row in history] == [f"{runs['second_id']} (this run)", runs["first_id"]]
+    auc = summarize(runs["metadata"], PIPELINE_NAME).metrics["Overall"]["auc"]
+    assert history[0][2] == history[1][2] == f"{auc:.4f}"
+
+
+def test_the_report_command_rewrites_any_past_runs_report(runs, tmp_path):
+    """From a copy of the store and the run records: the same page the run wrote."""
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(runs["metadata"], out / "metadata.sqlite")
+    shutil.copytree(runs["root"] / "out" / "runs", out / "runs")
+    for args, run_id in ((["--run-id", runs["first_id"]], runs["first_id"]), ([], runs["second_id"])):
+        result = CliRunner().invoke(main, ["report", "--output-dir", str(out), *args])
+        assert result.exit_code == 0, result.output
+        path = page.report_path(str(out), run_id)
+        assert f"Report: {path}" in result.output
+        with open(path, encoding="utf-8") as rewritten, \
+                open(_report(runs["root"], run_id), encoding="utf-8") as written:
+            assert rewritten.read() == written.read()
+    result = CliRunner().invoke(main, ["report", "--output-dir", str(out), "--run-id", "no-such-run"])
+    assert result.exit_code == 1 and f"No run of pipeline '{PIPELINE_NAME}'" in result.output
+    # --open hands the file to the user's browser ($BROWSER, as Python's webbrowser reads it).
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {tmp_path / "opened"}\n')
+    browser.chmod(0o755)
+    result = CliRunner(env={"BROWSER": str(browser)}).invoke(
+        main, ["report", "--output-dir", str(out), "--open"])
+    assert result.exit_code == 0, result.output
+    opened = (tmp_path / "opened").read_text().strip()
+    assert opened == "file://" + page.report_path(str(out), runs["second_id"])
+
+
 def test_serving_check_served_the_candidate_before_the_push(runs):
     """The first run's candidate went through `pipeline serve` and matched its in-process answers."""
     first = _records(runs)[runs["first_id"]]
@@ -242,6 +367,9 @@ def test_serving_check_blocks_the_push_when_serving_is_too_slow(runs, after_runs
     states = {c.name: c.state for c in summary.components}
     assert states["ServingCheck"] == "ran" and states["Trainer"] == "cached"
     assert summary.serving_check["blessed"] == 0 and summary.pushed_path is None
+    path = page.report_path(str(after_runs["root"] / "out"), summary.run_id)
+    outcome = report_browser.load(path).outcome
+    assert outcome.startswith("The serving check blocked the push:") and "0.01 ms" in outcome
 
 
 def test_a_weaker_model_than_the_blessed_one_is_not_pushed(runs, after_runs):
@@ -252,6 +380,14 @@ def test_a_weaker_model_than_the_blessed_one_is_not_pushed(runs, after_runs):
     assert "auc change vs baseline on Overall" in result.stdout
     assert "no-regression check" in result.stdout
     assert sorted(os.listdir(after_runs["push_dir"])) == runs["versions_first"]
+    # The report puts the candidate beside the blessed baseline: worse, and the gate says so.
+    run_id = summarize(after_runs["metadata"], PIPELINE_NAME).run_id
+    loaded = report_browser.load(page.report_path(str(after_runs["root"] / "out"), run_id))
+    assert loaded.console_errors == [] and loaded.outside_requests == []
+    auc = next(row for row in loaded.tables["comparison"] if row[0] == "AUC")
+    assert float(auc[3]) < 0 and float(auc[1]) - float(auc[2]) == pytest.approx(float(auc[3]), abs=2e-4)
+    assert auc[4] == "fails the gate"
+    assert loaded.outcome.startswith("The Evaluator's gate did not bless the model")
 
 
 def test_unblessed_model_is_a_normal_outcome(runs, after_runs):
@@ -349,6 +485,13 @@ def test_drift_from_the_previous_data_stops_the_run(runs, after_runs, tmp_path, 
     assert "drifted from the previous run's data" in result.stderr
     assert "column 'payment_type'" in result.stderr
     assert sorted(os.listdir(after_runs["push_dir"])) == runs["versions_first"]
+    # The stopped run's report says which gate stopped it and shows the measured drift.
+    run_id = summarize(after_runs["metadata"], PIPELINE_NAME).run_id
+    loaded = report_browser.load(page.report_path(str(after_runs["root"] / "out"), run_id))
+    assert loaded.outcome.startswith("The drift check stopped the run")
+    drift = {row[0]: row for row in loaded.tables["drift"][1:]}
+    assert drift["payment_type"][1] == "L-infinity distance" and drift["payment_type"][4] == "drifted"
+    assert float(drift["payment_type"][2]) > float(drift["payment_type"][3])
 
 
 def _get(url, timeout=60.0):

@@ -10,7 +10,9 @@ from click.testing import CliRunner
 from pipeline import local_runner
 from pipeline.cli import main
 from pipeline.config import DEFAULT_SPEC_DIR, PipelineConfig
+from pipeline.report import page
 from pipeline.run_summary import summarize
+from tests import report_browser
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -53,6 +55,17 @@ def test_a_failed_run_leaves_a_record_of_what_failed(failed_run):
     assert record["config"]["beam_args"][0] == "--runner=NoSuchRunner"
 
 
+def test_a_failed_run_has_a_report_of_how_far_it_got(failed_run):
+    (record,) = _records(failed_run["out"])
+    path = page.report_path(str(failed_run["out"]), record["run_id"])
+    assert f"Report: {path}" in failed_run["result"].stdout
+    loaded = report_browser.load(path)
+    assert loaded.console_errors == [] and loaded.outside_requests == []
+    assert loaded.outcome.startswith(f"The run failed in CsvExampleGen: ValueError: {NO_SUCH_RUNNER}")
+    assert loaded.tables["components"][1][:2] == ["CsvExampleGen", "failed"]
+    assert "No statistics: the run stopped before StatisticsGen." in loaded.text
+
+
 def test_summary_prints_a_past_run_and_rejects_an_unknown_one(failed_run):
     out = str(failed_run["out"])
     (record,) = _records(failed_run["out"])
@@ -80,6 +93,8 @@ def test_a_run_that_cannot_open_its_metadata_store_exits_1_and_leaves_a_record(t
     assert record["run_id"].startswith("not-started-") and "components" not in record
     assert record["error"].startswith("RuntimeError:") and "file is not a database" in record["error"]
     assert record["failed_component"] is None and record["config"]["output_dir"] == str(out)
+    with open(page.report_path(str(out), record["run_id"]), encoding="utf-8") as f:
+        assert "The run failed before any component ran: RuntimeError:" in f.read()
 
 
 def test_a_run_stopped_before_it_started_is_not_recorded_as_the_previous_run(failed_run, tmp_path,
@@ -98,4 +113,14 @@ def test_a_run_stopped_before_it_started_is_not_recorded_as_the_previous_run(fai
     (record,) = _records(out)
     assert record["run_id"].startswith("not-started-")
     assert record["error"].startswith("FileNotFoundError:") and "spec/schema.pbtxt" in record["error"]
+    # Its report, from the record alone; `report` rewrites it from the record (the store has no
+    # such run).
+    assert outcome.report_path == page.report_path(str(out), record["run_id"])
+    with open(outcome.report_path, encoding="utf-8") as f:
+        written = f.read()
+    assert "The run failed before any component ran: FileNotFoundError:" in written
+    result = CliRunner().invoke(main, ["report", "--output-dir", str(out), "--run-id", record["run_id"]])
+    assert result.exit_code == 0, result.output
+    with open(outcome.report_path, encoding="utf-8") as f:
+        assert f.read() == written
     assert record["failed_component"] is None and "components" not in record
