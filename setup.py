@@ -27,6 +27,8 @@ setup(
         "tfx==1.16.0",
         "tfx-bsl==1.16.1",
         "tensorflow==2.16.2",
+        # pipeline tensorboard and models/projector.py (TensorFlow pins it; imported directly).
+        "tensorboard==2.16.2",
         "tf-keras==2.16.0",
         "tensorflow-transform==1.16.0",
         "tensorflow-model-analysis==0.47.1",
