@@ -9,10 +9,12 @@ first 20). Every numeric output must be within the format's tolerance of the Sav
 `serving_raw` (1e-5 TFLite, 1e-4 TF.js; absolute up to 1, relative above, as the serving check
 measures), and string outputs (a multiclass model's class names) equal to it.
 
-Outputs: `model`, the SavedModel with its exports beside it (`tflite/model.tflite`, `tfjs/model.json`
+Outputs: `exported_model`, the SavedModel with its exports beside it (`tflite/model.tflite`, `tfjs/model.json`
 and weight shards; TF Serving loads only the SavedModel's own files), which the Pusher pushes in one
-rename; and `blessing`, an InfraBlessing the Pusher requires: blessed when the serving check blessed
-the model and both exports match, with the figures and, when not, which format and row differ.
+rename; and `parity_blessing`, an InfraBlessing the Pusher requires: blessed when the serving check
+blessed the model and both exports match, with the figures and, when not, which format and row differ.
+(Not `blessing`: TFX's Airflow runner names artifacts by output key and type, and the ServingCheck's
+InfraBlessing is already called that.)
 """
 import dataclasses
 import json
@@ -276,7 +278,7 @@ def run_check(model: Model, examples: Examples, infra_blessing: Optional[InfraBl
 
 @component
 def EdgeExport(model: InputArtifact[Model], examples: InputArtifact[Examples],
-               exported_model: OutputArtifact[Model], blessing: OutputArtifact[InfraBlessing],
+               exported_model: OutputArtifact[Model], parity_blessing: OutputArtifact[InfraBlessing],
                code_sha256: Parameter[str],
                infra_blessing: InputArtifact[InfraBlessing] = None,
                num_examples: Parameter[int] = 50,
@@ -286,5 +288,5 @@ def EdgeExport(model: InputArtifact[Model], examples: InputArtifact[Examples],
     del code_sha256  # only keys TFX's cache on this code and its tools (components/fingerprints.py)
     if num_examples < 1 or tflite_tolerance < 0 or tfjs_tolerance < 0:
         raise ValueError("EdgeExport needs num_examples >= 1 and tolerances >= 0.")
-    run_check(model, examples, infra_blessing, exported_model, blessing, num_examples,
+    run_check(model, examples, infra_blessing, exported_model, parity_blessing, num_examples,
               {"tflite": tflite_tolerance, "tfjs": tfjs_tolerance})

@@ -201,7 +201,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     pusher = AtomicPusher(
         model=edge_export.outputs["exported_model"],
         model_blessing=evaluator.outputs["blessing"],
-        infra_blessing=edge_export.outputs["blessing"],
+        infra_blessing=edge_export.outputs["parity_blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.push_dir)),
         # TFX's filesystem push reads no custom_config; here it only keys the cache.

@@ -230,8 +230,8 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
     if serving_check and serving_check.outputs.get("blessing"):
         summary.serving_check = _custom_properties(serving_check.outputs["blessing"][0])
     edge_export = summary.component("EdgeExport")
-    if edge_export and edge_export.outputs.get("blessing"):
-        summary.edge_export = _custom_properties(edge_export.outputs["blessing"][0])
+    if edge_export and edge_export.outputs.get("parity_blessing"):
+        summary.edge_export = _custom_properties(edge_export.outputs["parity_blessing"][0])
     pusher = summary.component("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
         pushed = pusher.outputs["pushed_model"][0]
