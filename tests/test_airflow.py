@@ -257,6 +257,8 @@ def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(tmp_path, small_
                       TAXI_PIPELINE_OUTPUT_DIR=str(tmp_path / "output"),
                       TAXI_PIPELINE_SERVING_DIR=str(serving),
                       TAXI_PIPELINE_TRAIN_STEPS="60", TAXI_PIPELINE_EVAL_STEPS="5",
+                      # A failing task fails the test at once, not after two 5-minute retry delays.
+                      TAXI_PIPELINE_RETRIES="0",
                       # 60 steps on 3,000 rows: well above chance, not the full model's 0.95.
                       TAXI_PIPELINE_AUC_FLOOR="0.6")
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True,
