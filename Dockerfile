@@ -18,7 +18,19 @@ ENV TF_USE_LEGACY_KERAS=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The locked set first, in its own layer: it stays cached while only the project's code changes.
+# EdgeExport's tools (components/edge_export.py), as `make tfjs` installs them in a checkout: Node and
+# npm from Debian; the TF.js converter in its own venv from its own lock (it cannot share a venv with
+# the TFX set), named in PIPELINE_TFJS_VENV. Rarely changed, so first. The npm packages come below,
+# from the installed package's lockfile.
+COPY components/tfjs/requirements.lock /tmp/requirements-tfjs.lock
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm \
+ && rm -rf /var/lib/apt/lists/* \
+ && python -m venv /opt/tfjs-venv && /opt/tfjs-venv/bin/pip install pip==24.2 \
+ && /opt/tfjs-venv/bin/pip install --no-deps -r /tmp/requirements-tfjs.lock \
+ && rm /tmp/requirements-tfjs.lock
+ENV PIPELINE_TFJS_VENV=/opt/tfjs-venv
+
+# The locked set next, in its own layer: it stays cached while only the project's code changes.
 # tfx and ml-pipelines-sdk 1.16.0 declare Requires-Python <3.11: those two alone are installed past
 # that bound first, without dependencies, as `make install` does (see the Makefile).
 COPY requirements-3.11.lock /tmp/requirements.lock
@@ -26,9 +38,12 @@ RUN pip install pip==24.2 \
  && pip install --no-deps --ignore-requires-python -c /tmp/requirements.lock tfx ml-pipelines-sdk \
  && pip install -r /tmp/requirements.lock && rm /tmp/requirements.lock
 
-# The project as an installed (non-editable) package, schemas/ included; the source is not kept, so
-# components import exactly what was installed.
+# The project as an installed (non-editable) package, schemas/ and components/tfjs/ included; the source
+# is not kept, so components import exactly what was installed. Then @tensorflow/tfjs, pinned by its
+# package-lock.json, where EdgeExport's Node runner looks for it.
 COPY . /tmp/project
-RUN pip install --no-deps /tmp/project && rm -rf /tmp/project
+RUN pip install --no-deps /tmp/project && rm -rf /tmp/project \
+ && cd /usr/local/lib/python3.11/site-packages/components/tfjs \
+ && npm ci --no-audit --no-fund --loglevel=error
 
 WORKDIR /home

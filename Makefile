@@ -64,12 +64,12 @@ NODE_INSTALLED := components/tfjs/node_modules/.installed
 
 tfjs: $(TFJS_INSTALLED) $(NODE_INSTALLED)
 
-$(TFJS_INSTALLED): requirements-tfjs.lock
+$(TFJS_INSTALLED): components/tfjs/requirements.lock
 	@test -n "$(PYTHON)" || $(NO_PYTHON)
 	@test -x $(TFJS_VENV)/bin/python || $(PYTHON) -m venv $(TFJS_VENV)
 	$(TFJS_VENV)/bin/python -m pip --quiet --disable-pip-version-check install pip==24.2
 	@# Every package is in the lock: no resolution, nothing from outside it (tests/test_edge_export.py).
-	$(TFJS_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps -r requirements-tfjs.lock
+	$(TFJS_VENV)/bin/python -m pip --quiet --disable-pip-version-check install --no-deps -r components/tfjs/requirements.lock
 	@touch $@
 
 $(NODE_INSTALLED): components/tfjs/package.json components/tfjs/package-lock.json

@@ -17,9 +17,11 @@ setup(
     # where pipeline/config.py looks for them.
     packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*",
                                     "components", "components.*"]) + ["schemas"],
-    # components/tfjs/: the TF.js converter script, the Node runner and its pinned npm packages list.
+    # components/tfjs/: the TF.js converter script, the Node runner, its pinned npm packages list and the
+    # converter venv's lock (it keys EdgeExport's cache).
     package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"],
-                  "components": ["tfjs/convert.py", "tfjs/predict.js", "tfjs/package*.json"],
+                  "components": ["tfjs/convert.py", "tfjs/predict.js", "tfjs/package*.json",
+                                 "tfjs/requirements.lock"],
                   "pipeline.report": ["templates/*.j2"]},
     # Every distribution the packages import directly, at the locks' version (tests/test_setup.py
     # checks both), even those another pin already pulls in; a marker where the Pythons differ.

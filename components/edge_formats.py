@@ -38,13 +38,15 @@ SELECT_TF_OPS = {
 }
 # The TF.js tools: the converter script, the Node runner, and its npm packages (package-lock.json).
 TFJS_TOOLS = os.path.join(fingerprints.PROJECT_ROOT, "components", "tfjs")
-# The converter's own venv (requirements-tfjs.lock); `make tfjs` makes it and installs the npm packages.
-TFJS_VENV = os.path.join(fingerprints.PROJECT_ROOT, ".venv-tfjs")
+# The converter's own venv (components/tfjs/requirements.lock); `make tfjs` makes it and installs the
+# npm packages. An installed package (the Kubeflow image) has no checkout to hold it: the image names
+# its venv in PIPELINE_TFJS_VENV.
+TFJS_VENV = os.environ.get("PIPELINE_TFJS_VENV") or os.path.join(fingerprints.PROJECT_ROOT, ".venv-tfjs")
 TFJS_SETUP = "make tfjs"
 # What the exports depend on besides this package's Python (relative to the project): they key the
 # component's cache.
 TOOL_FILES = ("components/tfjs/convert.py", "components/tfjs/predict.js",
-              "components/tfjs/package-lock.json", "requirements-tfjs.lock")
+              "components/tfjs/package-lock.json", "components/tfjs/requirements.lock")
 
 
 def tools_sha256() -> str:
@@ -173,7 +175,7 @@ class TfjsConverter:
         python = os.path.join(TFJS_VENV, "bin", "python")
         if not os.path.exists(python):
             raise ExportError(f"The TensorFlow.js converter's venv {TFJS_VENV} is missing: run "
-                              f"`{TFJS_SETUP}` (it installs requirements-tfjs.lock).")
+                              f"`{TFJS_SETUP}` (it installs components/tfjs/requirements.lock).")
         # That venv has its own TensorFlow and Keras: nothing of this process' Python settings.
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
         self._process = subprocess.Popen(

@@ -23,7 +23,6 @@ from components.serving_check import raw_input_spec, serving_requests
 from models import missing_values
 from models import spec as spec_lib
 from models.raw_examples import column_types, to_tf_examples
-from pipeline.config import PROJECT_ROOT
 from tests.conftest import TAXI_SPEC
 from tests.test_serving_check import _examples_artifact
 
@@ -191,11 +190,12 @@ def test_a_model_the_serving_check_refused_is_not_exported(tmp_path, serialized)
 # --- The tools: pinned, installed from the project's own files ----------------------------------------
 
 def test_the_converter_venv_holds_exactly_its_lock():
-    """`make tfjs` installs requirements-tfjs.lock with --no-deps: every dependency must be in it."""
+    """`make tfjs` installs components/tfjs/requirements.lock with --no-deps: every dependency must
+    be in it."""
     python = os.path.join(edge_formats.TFJS_VENV, "bin", "python")
     freeze = subprocess.run([python, "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
                             capture_output=True, text=True, check=True).stdout
-    with open(os.path.join(PROJECT_ROOT, "requirements-tfjs.lock"), encoding="utf-8") as f:
+    with open(os.path.join(edge_formats.TFJS_TOOLS, "requirements.lock"), encoding="utf-8") as f:
         lock = {line.strip() for line in f if line.strip() and not line.startswith("#")}
     # pip (the Makefile pins it) and setuptools come with the venv.
     assert {p for p in freeze.split() if not p.startswith(("pip==", "setuptools=="))} == lock

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -12,12 +13,12 @@ import yaml
 from click.testing import CliRunner
 from google.protobuf import json_format
 
-from tests.conftest import require_extra
+from tests.conftest import cli_env, require_extra
 
 require_extra("kfp", "kfp")
 from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: E402
 
-from components import schema_importer  # noqa: E402
+from components import edge_formats, schema_importer  # noqa: E402
 from components.fingerprints import file_sha256  # noqa: E402
 from components.trainer import fold_train_steps  # noqa: E402
 from pipeline import cli, kubeflow  # noqa: E402
@@ -210,8 +211,7 @@ def test_dockerfile_installs_the_lock_then_the_project_and_selects_keras_2():
     assert len(past_bound) == 1 and runs.index(past_bound[0]) == lock
     assert re.search(r"pip install --no-deps --ignore-requires-python -c \S+ tfx ml-pipelines-sdk\s+&&",
                      runs[lock])
-    project = next(n for n, r in enumerate(runs)
-                   if re.search(r"pip install --no-deps (?!--ignore-requires-python)", r))
+    project = next(n for n, r in enumerate(runs) if re.search(r"pip install --no-deps /tmp/project", r))
     assert lock < project
     assert "-e " not in runs[project]  # installed, not editable
     # Every setting that must reach TensorFlow is set before the first RUN that installs it.
@@ -220,6 +220,51 @@ def test_dockerfile_installs_the_lock_then_the_project_and_selects_keras_2():
         ignored = set(f.read().split())
     assert {".venv", ".venv-*", ".lock-venv-*", ".git", "pipeline_output", "serving_model",
             "**/node_modules"} <= ignored
+
+
+def test_the_image_has_edge_export_s_tools_where_it_looks_for_them():
+    """EdgeExport runs in every pipeline: the image needs Node, the converter's venv from its lock
+    (named in PIPELINE_TFJS_VENV, which edge_formats reads) and the npm packages beside the installed
+    components/tfjs/ (package data, with the lock that keys the component's cache)."""
+    instructions = _dockerfile_instructions()
+    runs = [i for i in instructions if i.startswith("RUN ")]
+    tools = next(r for r in runs if "/opt/tfjs-venv" in r)
+    assert re.search(r"apt-get install -y --no-install-recommends nodejs npm", tools)
+    assert re.search(r"python -m venv /opt/tfjs-venv .*/opt/tfjs-venv/bin/pip install --no-deps -r "
+                     r"/tmp/requirements-tfjs\.lock", tools)
+    assert "COPY components/tfjs/requirements.lock /tmp/requirements-tfjs.lock" in instructions
+    env = [i for i in instructions if i.startswith("ENV ")]
+    assert "ENV PIPELINE_TFJS_VENV=/opt/tfjs-venv" in env
+    assert instructions.index("ENV PIPELINE_TFJS_VENV=/opt/tfjs-venv") > instructions.index(tools)
+    project = " ".join(next(r for r in runs if "pip install --no-deps /tmp/project" in r).split())
+    assert f"cd {kubeflow.IMAGE_SITE_PACKAGES}/components/tfjs && npm ci " in project
+
+
+@pytest.mark.slow  # a pip install and a fresh process importing TensorFlow: ~20 s
+def test_an_installed_package_finds_edge_export_s_tools_as_the_image_sets_them(tmp_path):
+    """As in the image: the project installed (not editable), the converter's venv named in
+    PIPELINE_TFJS_VENV. The tools, the converter's lock included, travel as package data, and key
+    EdgeExport's cache as in the checkout."""
+    source = tmp_path / "source"
+    for name in ("components", "models", "pipeline", "schemas"):
+        shutil.copytree(os.path.join(PROJECT_ROOT, name), source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
+    for name in ("setup.py", "pyproject.toml"):
+        shutil.copy(os.path.join(PROJECT_ROOT, name), source)
+    site = tmp_path / "site-packages"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--disable-pip-version-check", "--target", str(site),
+                    str(source)], check=True, capture_output=True, timeout=300)
+    script = ("from components import edge_formats as e; import json; "
+              "print(json.dumps([e.TFJS_VENV, e.TFJS_TOOLS, e.tools_sha256()]))")
+    env = {**cli_env(), "PYTHONPATH": str(site), "PIPELINE_TFJS_VENV": "/opt/tfjs-venv"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    venv, tools, tools_sha256 = json.loads(result.stdout.strip().splitlines()[-1])
+    assert venv == "/opt/tfjs-venv"
+    assert tools == str(site / "components" / "tfjs")
+    assert tools_sha256 == edge_formats.tools_sha256()
 
 
 @pytest.mark.slow  # importing the Vertex SDK alone takes ~10 s

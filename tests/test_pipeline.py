@@ -155,7 +155,6 @@ def project_copy(tmp_path, monkeypatch):
     for package in sorted(fingerprints.PROJECT_PACKAGES):
         shutil.copytree(os.path.join(PROJECT_ROOT, package), root / package,
                         ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
-    shutil.copy(os.path.join(PROJECT_ROOT, "requirements-tfjs.lock"), root)  # EdgeExport's tools
     monkeypatch.setattr(fingerprints, "PROJECT_ROOT", str(root))
     return root
 
@@ -206,7 +205,7 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
     # The TF.js tools: the converter, the Node runner and the pinned packages (no Python imports them).
     ("components/tfjs/convert.py", {"EdgeExport"}),
     ("components/tfjs/predict.js", {"EdgeExport"}),
-    ("requirements-tfjs.lock", {"EdgeExport"}),
+    ("components/tfjs/requirements.lock", {"EdgeExport"}),
     # Every `components` module runs the package's __init__.py first.
     ("components/__init__.py", CODE_KEYED - {"Transform"}),
     ("pipeline/summary_view.py", set()),  # the CLI's, run by no component
@@ -229,7 +228,6 @@ def test_a_real_re_run_after_an_edit_re_runs_exactly_the_components_that_run_the
                         ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     shutil.copy(os.path.join(PROJECT_ROOT, "setup.py"), project)
     # The TF.js export's tools, as `make tfjs` left them in the checkout (components/edge_formats.py).
-    shutil.copy(os.path.join(PROJECT_ROOT, "requirements-tfjs.lock"), project)
     for tool in (".venv-tfjs", "components/tfjs/node_modules"):
         os.symlink(os.path.join(PROJECT_ROOT, tool), project / tool)
     output = tmp_path / "out"

@@ -59,7 +59,7 @@ def imported_modules(packages=PACKAGES):
     for package in packages:
         for directory, subdirectories, files in os.walk(os.path.join(PROJECT_ROOT, package)):
             # Python packages only: components/tfjs/ runs in the TF.js converter's own venv
-            # (requirements-tfjs.lock) and holds node_modules/.
+            # (components/tfjs/requirements.lock) and holds node_modules/.
             subdirectories[:] = [d for d in subdirectories
                                  if os.path.isfile(os.path.join(directory, d, "__init__.py"))]
             for name in files:

@@ -1,4 +1,4 @@
-"""Runs in the converter's own venv (.venv-tfjs, requirements-tfjs.lock): SavedModel -> TF.js graph model.
+"""Runs in the converter's own venv (.venv-tfjs, components/tfjs/requirements.lock): SavedModel -> TF.js graph model.
 
 Usage: python convert.py SIGNATURE, then SAVED_MODEL_DIR and OUTPUT_DIR as two lines on stdin.
 The `tensorflowjs` package cannot share a venv with the TFX set (README "Portable exports"), so the
