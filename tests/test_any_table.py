@@ -97,7 +97,18 @@ def test_regression_taxi_fare_without_tips_or_payment(tmp_path):
     spec = _init(tmp_path / "data", tmp_path / "fares", "fare")
     assert spec.task.task == "regression"
     model, report = _run(tmp_path, tmp_path / "fares")
-    assert {"Predicted vs actual", "Residuals"} <= set(report.figures)
+    assert {"Predicted vs actual (whole eval split)", "Residuals (whole eval split)",
+            "Predicted vs actual per slice", "Residuals per slice"} <= set(report.figures)
+    # The overall figures' prediction buckets hold the whole eval split: their examples add up to
+    # TFMA's example count, and weighted, their means to TFMA's mean label and mean prediction.
+    _, *buckets = report.tables["prediction-buckets"]
+    examples = [float(row[1]) for row in buckets]
+    header, overall = report.tables["metrics"][0], report.tables["metrics"][1]
+    assert overall[0] == "Overall" and len(buckets) > 3
+    assert sum(examples) == float(overall[header.index("examples")])
+    for column, label in ((2, "mean label"), (3, "mean prediction")):
+        mean = sum(n * float(row[column]) for n, row in zip(examples, buckets)) / sum(examples)
+        assert mean == pytest.approx(float(overall[header.index(label)]), rel=2e-3), label
     assert "ROC" not in report.figures and "Confusion matrix" not in report.figures
     held_out = frame.iloc[1::50]
     prediction = _serve(model, spec, _rows(held_out))["prediction"].numpy()

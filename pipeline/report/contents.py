@@ -247,6 +247,37 @@ def _slice_value(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+# Bins of the regression figures on the whole eval split, each with about the same examples.
+PREDICTION_BINS = 20
+
+
+def prediction_buckets(buckets: List[dict]) -> List[dict]:
+    """Regression: TFMA's calibration histogram (pipeline/evaluation.py asks for fine buckets of
+    the prediction over the label's range) merged into consecutive bins of about equal examples,
+    each with its prediction range, examples, mean label and mean prediction. The first and last
+    buckets also hold the predictions below and above the range."""
+    filled = [b for b in buckets if b.get("numWeightedExamples")]
+    total = sum(b["numWeightedExamples"] for b in filled)
+    rows: List[dict] = []
+    merged = None
+    for b in filled:
+        if merged is None:
+            merged = {"low": float(b.get("lowerThresholdInclusive", "-Infinity")), "examples": 0.0,
+                      "label": 0.0, "prediction": 0.0}
+        merged["examples"] += b["numWeightedExamples"]
+        merged["label"] += b.get("totalWeightedLabel", 0.0)
+        merged["prediction"] += b.get("totalWeightedRefinedPrediction", 0.0)
+        done = sum(r["examples"] for r in rows) + merged["examples"]
+        if done >= total * (len(rows) + 1) / PREDICTION_BINS or b is filled[-1]:
+            rows.append({"low": merged["low"],
+                         "high": float(b.get("upperThresholdExclusive", "Infinity")),
+                         "examples": merged["examples"],
+                         "mean_label": merged["label"] / merged["examples"],
+                         "mean_prediction": merged["prediction"] / merged["examples"]})
+            merged = None
+    return rows
+
+
 def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
     """The task's figures from TFMA's plots on the overall slice, the baseline's beside the
     candidate's."""
@@ -256,7 +287,10 @@ def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
         out += figures.roc_and_pr(
             data["confusionMatrixAtThresholds"].get("matrices", []),
             baseline.get("confusionMatrixAtThresholds", {}).get("matrices"))
-    if "calibrationHistogramBuckets" in data:
+    if "calibrationHistogramBuckets" in data and spec.task.task == "regression":
+        out += figures.predicted_vs_actual_buckets(
+            prediction_buckets(data["calibrationHistogramBuckets"].get("buckets", [])))
+    elif "calibrationHistogramBuckets" in data:
         out.append(("Calibration", figures.calibration(
             data["calibrationHistogramBuckets"].get("buckets", []),
             baseline.get("calibrationHistogramBuckets", {}).get("buckets"))))
@@ -300,6 +334,9 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
                                                                    "{:+.4f}"),
                            "verdict": verdict})
     plots = _plots(tfma_plots, spec)
+    buckets = (prediction_buckets(tfma_plots.get("candidate", {}).get(
+        "calibrationHistogramBuckets", {}).get("buckets", []))
+        if spec.task.task == "regression" else [])
     if spec.task.task == "regression":
         points = [(name, values["mean_label"], values["mean_prediction"], values.get("example_count", 0))
                   for name, values in ((n, summary.metrics[n]) for n in slices)
@@ -312,6 +349,7 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
                  f"{gated.name} no worse than the baseline by more than {gate.max_regression:g}")
     return {"headers": ["slice"] + [label for _, label, _ in columns], "table": table,
             "comparison": comparison, "has_baseline": bool(baseline), "plots": plots,
+            "prediction_buckets": buckets,
             "gate": gate_text, "blessed": summary.blessed, "failures": summary.blessing_failures,
             "uri": uri, "small": overall.get("example_count", summary_view.SMALL_EVAL_SPLIT)
             < summary_view.SMALL_EVAL_SPLIT}
