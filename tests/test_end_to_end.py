@@ -283,6 +283,7 @@ def test_a_cached_reruns_report_is_the_reused_run_plus_its_own_record(runs):
         assert _section(first, name) == _section(second, name), name
     loaded = report_browser.load(_report(runs["root"], runs["second_id"]))
     assert loaded.outcome.startswith("Nothing changed, nothing new pushed")
+    assert "Missing from disk" not in loaded.text  # the reused artifacts are all there
     assert {row[1] for row in loaded.tables["components"][1:]} == {"cached", "ran"}
     history = loaded.tables["history-table"][1:]
     assert [row[0] for row in history] == [f"{runs['second_id']} (this run)", runs["first_id"]]

@@ -463,15 +463,14 @@ def gather(store, summary: Optional[RunSummary], record: dict, spec, gate, recor
             "serving": serving_section(record),
             "history": history_section(records_dir, spec.task.gated_metric.name,
                                        record.get("run_id"), record.get("started_ms"))}
-    page["missing"], page["unreadable"] = [], {}
+    page.update(missing=[], unreadable={})
     if summary is None:
         return page
-    page["missing"] = missing_artifacts(summary)
-    page["lineage"] = lineage_section(store, summary)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    # What ML Metadata holds is shown whatever the disk still has; a section whose files are gone
-    # says which, and the others still render.
+    page.update(missing=missing_artifacts(summary), lineage=lineage_section(store, summary))
+    # What ML Metadata holds shows whatever the disk still has; a section whose files are gone says
+    # which, and the others still render.
     for name, build in (("data", lambda: data_section(store, summary, spec)),
                         ("training", lambda: training_section(summary)),
                         ("evaluation", lambda: evaluation_section(summary, spec, gate))):
