@@ -287,10 +287,7 @@ def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
         out += figures.roc_and_pr(
             data["confusionMatrixAtThresholds"].get("matrices", []),
             baseline.get("confusionMatrixAtThresholds", {}).get("matrices"))
-    if "calibrationHistogramBuckets" in data and spec.task.task == "regression":
-        out += figures.predicted_vs_actual_buckets(
-            prediction_buckets(data["calibrationHistogramBuckets"].get("buckets", [])))
-    elif "calibrationHistogramBuckets" in data:
+    if "calibrationHistogramBuckets" in data and spec.task.task != "regression":
         out.append(("Calibration", figures.calibration(
             data["calibrationHistogramBuckets"].get("buckets", []),
             baseline.get("calibrationHistogramBuckets", {}).get("buckets"))))
@@ -333,11 +330,12 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
                            "difference": summary_view.format_value(overall.get(f"{key}_diff"),
                                                                    "{:+.4f}"),
                            "verdict": verdict})
-    plots = _plots(tfma_plots, spec)
-    buckets = (prediction_buckets(tfma_plots.get("candidate", {}).get(
-        "calibrationHistogramBuckets", {}).get("buckets", []))
-        if spec.task.task == "regression" else [])
+    plots, buckets = _plots(tfma_plots, spec), []
     if spec.task.task == "regression":
+        buckets = prediction_buckets(tfma_plots.get("candidate", {}).get(
+            "calibrationHistogramBuckets", {}).get("buckets", []))
+        if buckets:
+            plots += figures.predicted_vs_actual_buckets(buckets)
         points = [(name, values["mean_label"], values["mean_prediction"], values.get("example_count", 0))
                   for name, values in ((n, summary.metrics[n]) for n in slices)
                   if "mean_label" in values and "mean_prediction" in values]
@@ -382,6 +380,7 @@ def serving_section(record: dict) -> dict:
                     "worst_row": edge.get(f"{name}_worst_row") or _MISSING}
                    for name in ("tflite", "tfjs")]
         out["edge"] = {"blessed": edge.get("blessed") == 1, "reason": edge.get("reason", ""),
+                       "skipped": str(edge.get("reason", "")).startswith("skipped"),
                        "rows": edge.get("rows", 0), "formats": formats,
                        "select_tf_ops": edge.get("tflite_select_tf_ops") or "none",
                        "seconds": _number(edge.get("seconds"), "{:.1f} s")}
