@@ -18,6 +18,7 @@ import textwrap
 import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.components.common.resolver import Resolver
 from tfx.orchestration import metadata
 
 from pipeline.airflow_config import START_DATE, ConfigError, config_from_env, dag_settings
@@ -288,25 +289,6 @@ def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(tmp_path, small_
     components = create_pipeline(config_from_env(env)).components
     assert tasks == {**{c.id: "success" for c in components}, REPORT_TASK: "success"}
 
-    # The last task wrote the run's record and report, read from the store TFX's Airflow runner
-    # wrote (its `run` context is named after Airflow's run id).
-    output = tmp_path / "output"
-    (record_file,) = os.listdir(output / "runs")
-    with open(output / "runs" / record_file, encoding="utf-8") as f:
-        record = json.load(f)
-    assert record["run_id"] == run_id and record["error"] is None and record["blessed"] is True
-    assert [c["name"] for c in record["components"]] == [c.id for c in components]
-    assert {c["state"] for c in record["components"]} == {"ran"}
-    assert record["data"]["input_base"] == small_data_root
-    path = page.report_path(str(output), run_id)
-    assert f"Report: {path}" in log
-    loaded = report_browser.load(path)
-    assert loaded.outside_requests == [] and loaded.console_errors == []
-    assert loaded.outcome.startswith("Pushed version ")
-    assert [row[:2] for row in loaded.tables["components"][1:]] == [[c.id, "ran"] for c in components]
-    assert {"curve-loss", "ROC", "Calibration"} <= set(loaded.figures)
-    assert loaded.tables["history-table"][1][0] == f"{run_id} (this run)"
-
     # The settings reached the components: the Trainer ran with TAXI_PIPELINE_TRAIN_STEPS.
     store = metadata_store.MetadataStore(
         metadata.sqlite_metadata_connection_config(str(tmp_path / "output" / "metadata.sqlite")))
@@ -317,6 +299,27 @@ def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(tmp_path, small_
     assert len(versions) == 1, os.listdir(serving / "big_tipper")
     assert os.path.isfile(serving / "big_tipper" / versions[0] / "saved_model.pb")
     assert os.path.isfile(tmp_path / "output" / "metadata.sqlite")
+
+    # The last task wrote the run's record and report, read from the store TFX's Airflow runner
+    # wrote (its `run` context is named after Airflow's run id).
+    output = tmp_path / "output"
+    (record_file,) = os.listdir(output / "runs")
+    with open(output / "runs" / record_file, encoding="utf-8") as f:
+        record = json.load(f)
+    assert record["run_id"] == run_id and record["error"] is None and record["blessed"] is True
+    states = {c["name"]: c["state"] for c in record["components"]}  # in the order Airflow ran them
+    assert set(states) == {c.id for c in components}
+    assert {states[c.id] for c in components if not isinstance(c, Resolver)} == {"ran"}
+    assert record["data"]["input_base"] == small_data_root
+    path = page.report_path(str(output), run_id)
+    assert f"Report: {path}" in log
+    loaded = report_browser.load(path)
+    assert loaded.outside_requests == [] and loaded.console_errors == []
+    assert loaded.outcome == f"Pushed version {versions[0]} to {serving / 'big_tipper' / versions[0]}"
+    assert [row[:2] for row in loaded.tables["components"][1:]] == [
+        [c["name"], c["state"]] for c in record["components"]]
+    assert {"curve-loss", "ROC", "Calibration"} <= set(loaded.figures)
+    assert loaded.tables["history-table"][1][0] == f"{run_id} (this run)"
 
 
 def test_run_history_commands_on_a_store_only_airflow_wrote(tmp_path):
