@@ -259,7 +259,8 @@ def test_the_report_renders_offline_with_the_run_summarys_and_mlmds_numbers(runs
         assert tolerance == f"{summary.edge_export[f'{key}_tolerance']:g}", name
         assert size == f"{summary.edge_export[f'{key}_bytes'] / 1024:,.0f} KB", name
     assert f"({summary.edge_export['rows']} rows checked" in loaded.text
-    assert "TFLite's Select TF ops: UpperBound (tft.bucketize" in loaded.text
+    assert f"TFLite's Select TF ops: {summary.edge_export['tflite_select_tf_ops']}" in loaded.text
+    assert "UpperBound (tft.bucketize" in summary.edge_export["tflite_select_tf_ops"]
     assert loaded.tables.get("missing") is None and "Missing from disk" not in loaded.text
     # Lineage: per component, the artifacts its execution read and wrote in the store, by id.
     store = open_store(runs["metadata"])
