@@ -348,6 +348,8 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
     return {"headers": ["slice"] + [label for _, label, _ in columns], "table": table,
             "comparison": comparison, "has_baseline": bool(baseline), "plots": plots,
             "prediction_buckets": buckets,
+            # Regression without TFMA's histogram: the label has no range in the curated schema.
+            "no_label_range": spec.task.task == "regression" and not buckets,
             "gate": gate_text, "blessed": summary.blessed, "failures": summary.blessing_failures,
             "uri": uri, "small": overall.get("example_count", summary_view.SMALL_EVAL_SPLIT)
             < summary_view.SMALL_EVAL_SPLIT}
