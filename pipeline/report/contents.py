@@ -188,10 +188,12 @@ def _exists(uri: str) -> bool:
 
 
 def missing_artifacts(summary: RunSummary) -> List[dict]:
-    """The run's artifacts ML Metadata names but whose files are gone (deleted or moved)."""
+    """The run's artifacts ML Metadata names but whose files are gone (deleted or moved); not the
+    outputs a failed component never finished writing (pending or abandoned)."""
+    unfinished = (metadata_store_pb2.Artifact.PENDING, metadata_store_pb2.Artifact.ABANDONED)
     return [{"component": c.name, "key": key, "id": a.id, "uri": a.uri}
             for c in summary.components for key, artifacts in sorted(c.outputs.items())
-            for a in artifacts if a.uri and not _exists(a.uri)]
+            for a in artifacts if a.uri and a.state not in unfinished and not _exists(a.uri)]
 
 
 def _output_uri(summary: RunSummary, component: str, key: str) -> Optional[str]:
