@@ -224,7 +224,10 @@ def record(blessing: InfraBlessing, result: CheckResult, tolerance: float,
     blessing.set_int_custom_property("blessed", int(result.blessed))
     blessing.set_string_custom_property("reason", result.reason)
     blessing.set_int_custom_property("examples", result.examples)
-    for name in ("max_abs_diff", "p50_latency_ms", "p99_latency_ms"):
+    if not math.isnan(result.max_abs_diff):
+        # Text: ML Metadata's SQLite store keeps 6 decimals of a double (1.5e-7 would read 0.0).
+        blessing.set_string_custom_property("max_abs_diff", repr(result.max_abs_diff))
+    for name in ("p50_latency_ms", "p99_latency_ms"):
         value = getattr(result, name)
         if not math.isnan(value):
             blessing.set_float_custom_property(name, value)

@@ -232,15 +232,27 @@ def init(data_root, label, spec_dir, task, positive_class, force):
 def summary(spec_dir, output_dir, run_id):
     """Print the summary of a past run from the metadata store."""
     _quiet_libraries(False)
-    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
     from pipeline.summary_view import render  # pylint: disable=import-outside-toplevel
 
     config = _config(spec_dir=spec_dir, output_dir=output_dir)
     try:
-        render(summarize(config.metadata_path, config.pipeline_name, run_id), console)
+        render(_summarize(config, run_id), console)
     except (FileNotFoundError, LookupError) as e:
         _error(f"[red]{escape(str(e))}[/]")
         sys.exit(EXIT_FAILED)
+
+
+def _summarize(config, run_id):
+    """The run's summary from the store; a store ML Metadata cannot read is a LookupError that
+    names the file and what to do."""
+    import ml_metadata as mlmd  # pylint: disable=import-outside-toplevel
+
+    from pipeline.run_summary import summarize, unreadable_store_message  # pylint: disable=import-outside-toplevel
+
+    try:
+        return summarize(config.metadata_path, config.pipeline_name, run_id)
+    except (RuntimeError, mlmd.errors.StatusError) as e:
+        raise LookupError(unreadable_store_message(config.metadata_path, e)) from e
 
 
 @main.command()
@@ -252,11 +264,10 @@ def report(spec_dir, output_dir, run_id, open_browser):
     """Write (or re-write) a past run's HTML report from the metadata store and its run record."""
     _quiet_libraries(False)
     from pipeline.report import page  # pylint: disable=import-outside-toplevel
-    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
 
     config = _config(spec_dir=spec_dir, output_dir=output_dir)
     try:
-        past = summarize(config.metadata_path, config.pipeline_name, run_id)
+        past = _summarize(config, run_id)
     except (FileNotFoundError, LookupError) as e:
         past = None  # a run that stopped before it started has a record only
         if not (run_id and page.read_record(config.output_dir, run_id)):

@@ -1,5 +1,6 @@
 """The Evaluator's TFMA config: the task's metrics, the spec's slices and the blessing thresholds."""
 import json
+from typing import Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 
@@ -27,6 +28,14 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                                  per_slice_thresholds=overall_gate if name == gated.tfma_class else None)
                for name in spec.task.tfma_metrics()]
     metrics += [_metric(name, config) for name, config in spec.task.tfma_configured_metrics()]
+    label_range = _label_range(spec) if spec.task.task == "regression" else None
+    if label_range:
+        # The run report's predicted vs actual on the whole eval split: TFMA's calibration
+        # histogram groups the examples by prediction, each bucket with its label and prediction
+        # totals (TFMA keeps no per-example predictions).
+        metrics.append(_metric("CalibrationPlot", {"num_buckets": REGRESSION_PLOT_BUCKETS,
+                                                   "left": label_range[0],
+                                                   "right": label_range[1]}))
     metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
     per_class = spec.task.tfma_per_class_metrics()
     if per_class:
@@ -43,6 +52,34 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         metrics_specs=metrics_specs,
         # The model's compiled Keras metrics would repeat the task's metrics, slower.
         options=tfma.Options(include_default_metrics={"value": False}))
+
+
+# Fine equal-width prediction buckets over the label's range: a schema's range has headroom (and
+# labels outliers), so most predictions may sit in a small part of it; the run report merges them
+# into bins of equal examples.
+REGRESSION_PLOT_BUCKETS = 1000
+
+
+def _label_range(spec) -> Optional[Tuple[float, float]]:
+    """The label column's range in the curated schema (`init` writes one with headroom); None for
+    a label computed by an expression or a column without a range."""
+    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+    from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
+
+    with open(spec.schema_path, encoding="utf-8") as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    feature = next((f for f in schema.feature if f.name == spec.label.column), None)
+    if feature is None:
+        return None
+    if feature.HasField("float_domain"):
+        domain = feature.float_domain
+    elif feature.HasField("int_domain"):
+        domain = feature.int_domain
+    else:
+        return None
+    if not (domain.HasField("min") and domain.HasField("max")) or domain.max <= domain.min:
+        return None
+    return float(domain.min), float(domain.max)
 
 
 def _metric(name: str, config: dict) -> tfma.MetricConfig:

@@ -78,10 +78,11 @@ def _read_summary(config: PipelineConfig, error: Optional[BaseException]) -> Opt
         return None
 
 
-def write_record(config: PipelineConfig, outcome: RunOutcome) -> dict:
-    """Writes the run's JSON record to `<output_dir>/runs/`; returns the record."""
+def write_record(config: PipelineConfig, outcome: RunOutcome, run_id: Optional[str] = None) -> dict:
+    """Writes the run's JSON record to `<output_dir>/runs/`; returns the record. `run_id` names a
+    run that recorded nothing (an orchestrator's id); default: `not-started-<time>`."""
     record = outcome.summary.to_record() if outcome.summary else {
-        "run_id": f"not-started-{time.strftime('%Y-%m-%dT%H-%M-%S')}"}
+        "run_id": run_id or f"not-started-{time.strftime('%Y-%m-%dT%H-%M-%S')}"}
     record.update({
         "config": dataclasses.asdict(config),
         "error": f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else None,

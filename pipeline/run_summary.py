@@ -86,6 +86,8 @@ def _node_name(store, execution) -> str:
     for context in store.get_contexts_by_execution(execution.id):
         if store.get_context_types_by_id([context.type_id])[0].name == "node":
             return context.name.split(".", 1)[-1]
+    if "component_id" in execution.properties:  # TFX's Airflow runner: no node context
+        return execution.properties["component_id"].string_value
     return execution.type.rsplit(".", 1)[-1]
 
 
@@ -106,6 +108,16 @@ def artifacts_of(store, execution, event_types=_OUTPUT_EVENTS) -> Dict[str, list
 def _custom_properties(artifact) -> Dict[str, object]:
     return {name: getattr(value, value.WhichOneof("value"))
             for name, value in artifact.custom_properties.items() if value.WhichOneof("value")}
+
+
+def check_figures(blessing) -> Dict[str, object]:
+    """A check's verdict and figures from its blessing's custom properties. ServingCheck stores its
+    max_abs_diff as text (ML Metadata's SQLite store keeps 6 decimals of a double); stores written
+    before hold a rounded double, read as it is."""
+    figures = _custom_properties(blessing)
+    if isinstance(figures.get("max_abs_diff"), str):
+        figures["max_abs_diff"] = float(figures["max_abs_diff"])
+    return figures
 
 
 def run_ids(store, pipeline_name: str) -> List[str]:
@@ -135,8 +147,11 @@ def _slice_name(slice_key) -> str:
 
 
 def _load_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (the URI may be gs://)
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
 
+    if not tf.io.gfile.exists(evaluation_uri):
+        return  # deleted since the run: what ML Metadata holds (the blessing) still reads
     result = tfma.load_eval_result(evaluation_uri)
     for slice_key, by_output in result.slicing_metrics:
         values = by_output.get("", {}).get("", {})
@@ -174,7 +189,10 @@ def _data_read(store, examples) -> Dict[str, str]:
     fingerprint, span."""
     produced_by = min(e.execution_id for e in store.get_events_by_artifact_ids([examples.id])
                       if e.type == metadata_store_pb2.Event.OUTPUT)
-    execution_props = store.get_executions_by_id([produced_by])[0].custom_properties
+    execution = store.get_executions_by_id([produced_by])[0]
+    # The local runner keeps exec properties as custom properties, TFX's Airflow runner as properties.
+    execution_props = (execution.custom_properties if "input_base" in execution.custom_properties
+                       else execution.properties)
     return {"input_base": execution_props["input_base"].string_value,
             "input_fingerprint": examples.custom_properties["input_fingerprint"].string_value,
             "span": str(examples.custom_properties["span"].int_value)}
@@ -192,15 +210,33 @@ def _training_record(model_run_uri: str) -> Optional[Dict[str, object]]:
         return json.load(f)
 
 
+def unreadable_store_message(metadata_path: str, error: BaseException) -> str:
+    """What to say when ML Metadata cannot open or query a store (damaged, or not a store)."""
+    first_line = str(error).split(" query: ")[0].splitlines()[0] if str(error) else type(error).__name__
+    return (f"Cannot read the metadata store at {metadata_path} ({first_line}): it is damaged or not "
+            f"an ML Metadata SQLite file. Restore it from a copy, or pass another --output-dir.")
+
+
+def _run_context(store, pipeline_name: str, run_id: str):
+    """The run's context: the local runner's `pipeline_run`, or the `run` TFX's Airflow runner
+    records (named `<pipeline>.<Airflow run id>`); None if there is neither."""
+    return (store.get_context_by_type_and_name("pipeline_run", run_id)
+            or store.get_context_by_type_and_name("run", f"{pipeline_name}.{run_id}"))
+
+
 def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = None) -> RunSummary:
     """Reads the given (default: latest) run of `pipeline_name` from the MLMD store."""
     if not os.path.exists(metadata_path):
-        raise FileNotFoundError(f"No metadata store at {metadata_path}: has the pipeline run here?")
+        raise FileNotFoundError(
+            f"No metadata store at {metadata_path}: has the pipeline run here? Run it first, or pass "
+            f"the --output-dir of an earlier run.")
     store = open_store(metadata_path)
     run_id = run_id or latest_run_id(store, pipeline_name)
-    context = store.get_context_by_type_and_name("pipeline_run", run_id) if run_id else None
+    context = _run_context(store, pipeline_name, run_id) if run_id else None
     if context is None:
-        raise LookupError(f"No run of pipeline '{pipeline_name}' in {metadata_path}.")
+        which = f" with id '{run_id}'" if run_id else ""
+        raise LookupError(f"No run of pipeline '{pipeline_name}'{which} in {metadata_path}; "
+                          f"`python -m pipeline runs` lists the runs it holds.")
     summary = RunSummary(run_id=run_id, components=[], started_ms=context.create_time_since_epoch)
     for execution in sorted(store.get_executions_by_context(context.id),
                             key=lambda e: (e.create_time_since_epoch, e.id)):
@@ -228,7 +264,7 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
         summary.blessed = blessing.custom_properties["blessed"].int_value == 1
     serving_check = summary.component("ServingCheck")
     if serving_check and serving_check.outputs.get("blessing"):
-        summary.serving_check = _custom_properties(serving_check.outputs["blessing"][0])
+        summary.serving_check = check_figures(serving_check.outputs["blessing"][0])
     edge_export = summary.component("EdgeExport")
     if edge_export and edge_export.outputs.get("parity_blessing"):
         summary.edge_export = _custom_properties(edge_export.outputs["parity_blessing"][0])

@@ -18,17 +18,21 @@ import textwrap
 import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.components.common.resolver import Resolver
 from tfx.orchestration import metadata
 
 from pipeline.airflow_config import START_DATE, ConfigError, config_from_env, dag_settings
 from pipeline.config import (BEAM_MODES, DEFAULT_BEAM_ARGS, DEFAULT_SPEC_DIR, PipelineConfig,
                              default_data_root, with_worker_setup)
 from pipeline.pipeline import create_pipeline
+from pipeline.report import page
+from tests import report_browser
 from tests.conftest import cli_env, require_extra
 
 AIRFLOW = os.path.join(os.path.dirname(sys.executable), "airflow")
 DAG_FILE = "from pipeline.airflow_dag import dag  # noqa: F401\n"
 DAG_ID = "taxi_big_tipper"
+REPORT_TASK = "report"  # pipeline/airflow_dag.py's (importing it builds the DAG)
 
 
 @pytest.fixture
@@ -69,7 +73,8 @@ PARSE_SCRIPT = textwrap.dedent("""
         "max_active_runs": dag.max_active_runs if dag else None,
         "tasks": {t.task_id: {"retries": t.retries,
                               "retry_delay": t.retry_delay.total_seconds(),
-                              "upstream": sorted(t.upstream_task_ids)}
+                              "upstream": sorted(t.upstream_task_ids),
+                              "trigger_rule": str(t.trigger_rule)}
                   for t in dag.tasks} if dag else {},
         "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS"),
     }))
@@ -100,11 +105,16 @@ def test_dag_parses_with_the_configured_schedule_retries_and_the_pipeline_s_task
     assert config.train_steps == 42
     assert config.output_dir == str(tmp_path / "relative_output")  # relative to AIRFLOW_HOME
     components = create_pipeline(config).components
-    assert set(parsed["tasks"]) == {c.id for c in components}
+    assert set(parsed["tasks"]) == {c.id for c in components} | {REPORT_TASK}
     for component in components:
         task = parsed["tasks"][component.id]
         assert task["upstream"] == sorted(n.id for n in component.upstream_nodes), component.id
         assert task["retries"] == 3 and task["retry_delay"] == 90
+        assert task["trigger_rule"] == "all_success", component.id
+    # The report comes last, whatever the components did (failed runs get one too), once.
+    report = parsed["tasks"][REPORT_TASK]
+    assert report["upstream"] == sorted(c.id for c in components)
+    assert report["trigger_rule"] == "all_done" and report["retries"] == 0
 
 
 def test_unset_variables_keep_the_cli_s_defaults(tmp_path):
@@ -274,10 +284,12 @@ def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(tmp_path, small_
     # it): read its SQLite database.
     with contextlib.closing(sqlite3.connect(home / "airflow.db")) as db:
         runs = db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchall()
+        (run_id,) = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchone()
         tasks = dict(db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?",
                                 (DAG_ID,)).fetchall())
     assert runs == [("success",)], log[-5000:]
-    assert tasks == {c.id: "success" for c in create_pipeline(config_from_env(env)).components}
+    components = create_pipeline(config_from_env(env)).components
+    assert tasks == {**{c.id: "success" for c in components}, REPORT_TASK: "success"}
 
     # The settings reached the components: the Trainer ran with TAXI_PIPELINE_TRAIN_STEPS.
     store = metadata_store.MetadataStore(
@@ -289,6 +301,27 @@ def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(tmp_path, small_
     assert len(versions) == 1, os.listdir(serving / "big_tipper")
     assert os.path.isfile(serving / "big_tipper" / versions[0] / "saved_model.pb")
     assert os.path.isfile(tmp_path / "output" / "metadata.sqlite")
+
+    # The last task wrote the run's record and report, read from the store TFX's Airflow runner
+    # wrote (its `run` context is named after Airflow's run id).
+    output = tmp_path / "output"
+    (record_file,) = os.listdir(output / "runs")
+    with open(output / "runs" / record_file, encoding="utf-8") as f:
+        record = json.load(f)
+    assert record["run_id"] == run_id and record["error"] is None and record["blessed"] is True
+    states = {c["name"]: c["state"] for c in record["components"]}  # in the order Airflow ran them
+    assert set(states) == {c.id for c in components}
+    assert {states[c.id] for c in components if not isinstance(c, Resolver)} == {"ran"}
+    assert record["data"]["input_base"] == small_data_root
+    path = page.report_path(str(output), run_id)
+    assert f"Report: {path}" in log
+    loaded = report_browser.load(path)
+    assert loaded.outside_requests == [] and loaded.console_errors == []
+    assert loaded.outcome == f"Pushed version {versions[0]} to {serving / 'big_tipper' / versions[0]}"
+    assert [row[:2] for row in loaded.tables["components"][1:]] == [
+        [c["name"], c["state"]] for c in record["components"]]
+    assert {"curve-loss", "ROC", "Calibration"} <= set(loaded.figures)
+    assert loaded.tables["history-table"][1][0] == f"{run_id} (this run)"
 
 
 def test_run_history_commands_on_a_store_only_airflow_wrote(tmp_path):

@@ -47,6 +47,18 @@ def _report(result, root):
     return loaded
 
 
+def _curate_label_range(spec, low, high):
+    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+    from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
+
+    with open(spec.schema_path, encoding="utf-8") as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    label = next(f for f in schema.feature if f.name == spec.label.column)
+    label.float_domain.min, label.float_domain.max = low, high
+    with open(spec.schema_path, "w", encoding="utf-8") as f:
+        f.write(text_format.MessageToString(schema))
+
+
 def _serve(model, spec, rows):
     examples = to_tf_examples(rows, column_types(spec.schema_path, "SERVING"))
     return model.signatures["serving_default"](examples=tf.constant(examples))
@@ -96,8 +108,22 @@ def test_regression_taxi_fare_without_tips_or_payment(tmp_path):
     frame.iloc[::5].to_csv(tmp_path / "data" / "trips.csv", index=False)
     spec = _init(tmp_path / "data", tmp_path / "fares", "fare")
     assert spec.task.task == "regression"
+    # `init` leaves the label unconstrained; a curator gives it a range (as they review the schema),
+    # over which the Evaluator buckets predictions for the whole eval split's figures.
+    _curate_label_range(spec, 0.0, 2 * float(frame["fare"].max()))
     model, report = _run(tmp_path, tmp_path / "fares")
-    assert {"Predicted vs actual", "Residuals"} <= set(report.figures)
+    assert {"Predicted vs actual (whole eval split)", "Residuals (whole eval split)",
+            "Predicted vs actual per slice", "Residuals per slice"} <= set(report.figures)
+    # The overall figures' prediction buckets hold the whole eval split: their examples add up to
+    # TFMA's example count, and weighted, their means to TFMA's mean label and mean prediction.
+    _, *buckets = report.tables["prediction-buckets"]
+    examples = [float(row[1]) for row in buckets]
+    header, overall = report.tables["metrics"][0], report.tables["metrics"][1]
+    assert overall[0] == "Overall" and len(buckets) > 3
+    assert sum(examples) == float(overall[header.index("examples")])
+    for column, label in ((2, "mean label"), (3, "mean prediction")):
+        mean = sum(n * float(row[column]) for n, row in zip(examples, buckets)) / sum(examples)
+        assert mean == pytest.approx(float(overall[header.index(label)]), rel=2e-3), label
     assert "ROC" not in report.figures and "Confusion matrix" not in report.figures
     held_out = frame.iloc[1::50]
     prediction = _serve(model, spec, _rows(held_out))["prediction"].numpy()

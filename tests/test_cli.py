@@ -121,9 +121,33 @@ def test_a_malformed_span_layout_exits_2_naming_the_directory(tmp_path):
     assert "mixes span directories" in result.output and str(tmp_path) in result.output
 
 
-def test_summary_and_runs_without_a_metadata_store_exit_1_naming_it(tmp_path):
-    for command in ("summary", "runs"):
+def test_summary_runs_and_report_without_a_metadata_store_exit_1_naming_it(tmp_path):
+    for command in ("summary", "runs", "report"):
         result = CliRunner().invoke(main, [command, "--output-dir", str(tmp_path)])
         assert result.exit_code == 1, result.output
         assert f"No metadata store at {tmp_path / 'metadata.sqlite'}" in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_report_and_summary_name_a_damaged_store_or_an_unknown_run_and_what_to_do(tmp_path):
+    """No traceback: the file or the run id, and the way out, in one line; exit code 1."""
+    from pipeline.run_summary import open_store  # pylint: disable=import-outside-toplevel
+
+    damaged, empty = tmp_path / "damaged", tmp_path / "empty"
+    damaged.mkdir()
+    (damaged / "metadata.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x17" * 300)
+    empty.mkdir()
+    open_store(str(empty / "metadata.sqlite"), read_only=False)  # a valid store without a run
+    for command in ("report", "summary"):
+        result = CliRunner().invoke(main, [command, "--output-dir", str(damaged)])
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert (f"Cannot read the metadata store at {damaged / 'metadata.sqlite'}"
+                in " ".join(result.output.split())), result.output
+        assert "Restore it from a copy, or pass another --output-dir" in " ".join(result.output.split())
+        result = CliRunner().invoke(main, [command, "--output-dir", str(empty), "--run-id", "nope"])
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert "No run of pipeline 'taxi_big_tipper' with id 'nope'" in result.output
+        assert "`python -m pipeline runs` lists the runs" in " ".join(result.output.split())
+    assert not (damaged / "reports").exists() and not (empty / "reports").exists()

@@ -247,6 +247,21 @@ def test_the_report_renders_offline_with_the_run_summarys_and_mlmds_numbers(runs
     assert any(0.1 < float(row[3].rstrip("%")) < 99 for row in columns.values())  # some, not all
     assert training_line(summary.training) in loaded.text
     assert loaded.tables["serving-check"][1] == ["examples", str(summary.serving_check["examples"])]
+    # Serving: the check's largest difference as measured (stored as text: no 6-decimal rounding),
+    # and beside it the edge exports' parity per format, as EdgeExport recorded it.
+    served = dict(loaded.tables["serving-check"][1:])
+    assert served["max difference"] == f"{summary.serving_check['max_abs_diff']:.3g}"
+    assert served["p50 latency"] == f"{summary.serving_check['p50_latency_ms']:.1f} ms"
+    edge = {row[0]: row[1:] for row in loaded.tables["edge-export"][1:]}
+    for name, key in (("TFLite", "tflite"), ("TF.js", "tfjs")):
+        max_diff, tolerance, size, _ = edge[name]
+        assert max_diff == summary.edge_export[f"{key}_max_diff"], name
+        assert tolerance == f"{summary.edge_export[f'{key}_tolerance']:g}", name
+        assert size == f"{summary.edge_export[f'{key}_bytes'] / 1024:,.0f} KB", name
+    assert f"({summary.edge_export['rows']} rows checked" in loaded.text
+    assert f"TFLite's Select TF ops: {summary.edge_export['tflite_select_tf_ops']}" in loaded.text
+    assert "UpperBound (tft.bucketize" in summary.edge_export["tflite_select_tf_ops"]
+    assert loaded.tables.get("missing") is None and "Missing from disk" not in loaded.text
     # Lineage: per component, the artifacts its execution read and wrote in the store, by id.
     store = open_store(runs["metadata"])
     lineage = {row[0].rsplit(" (", 1)[0]: row for row in loaded.tables["lineage-table"][1:]}
@@ -269,6 +284,7 @@ def test_a_cached_reruns_report_is_the_reused_run_plus_its_own_record(runs):
         assert _section(first, name) == _section(second, name), name
     loaded = report_browser.load(_report(runs["root"], runs["second_id"]))
     assert loaded.outcome.startswith("Nothing changed, nothing new pushed")
+    assert "Missing from disk" not in loaded.text  # the reused artifacts are all there
     assert {row[1] for row in loaded.tables["components"][1:]} == {"cached", "ran"}
     history = loaded.tables["history-table"][1:]
     assert [row[0] for row in history] == [f"{runs['second_id']} (this run)", runs["first_id"]]
@@ -291,7 +307,10 @@ def test_the_report_command_rewrites_any_past_runs_report(runs, tmp_path):
                 open(_report(runs["root"], run_id), encoding="utf-8") as written:
             assert rewritten.read() == written.read()
     result = CliRunner().invoke(main, ["report", "--output-dir", str(out), "--run-id", "no-such-run"])
-    assert result.exit_code == 1 and f"No run of pipeline '{PIPELINE_NAME}'" in result.output
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert f"No run of pipeline '{PIPELINE_NAME}' with id 'no-such-run'" in result.output
+    assert "`python -m pipeline runs` lists the runs" in result.output
     # --open hands the file to the user's browser ($BROWSER, as Python's webbrowser reads it).
     browser = tmp_path / "browser.sh"
     browser.write_text(f'#!/bin/sh\necho "$1" > {tmp_path / "opened"}\n')
@@ -301,6 +320,44 @@ def test_the_report_command_rewrites_any_past_runs_report(runs, tmp_path):
     assert result.exit_code == 0, result.output
     opened = (tmp_path / "opened").read_text().strip()
     assert opened == "file://" + page.report_path(str(out), runs["second_id"])
+
+
+def test_a_report_of_a_run_whose_artifacts_were_deleted_shows_what_ml_metadata_has(runs, tmp_path):
+    """The run's statistics and TFMA results are gone from disk (on a copy of the store, their URIs
+    name deleted directories): the report still renders from ML Metadata and the run record, lists
+    what is missing, and the sections that needed it say so."""
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(runs["metadata"], out / "metadata.sqlite")
+    shutil.copytree(runs["root"] / "out" / "runs", out / "runs")
+    summary = summarize(runs["metadata"], PIPELINE_NAME, runs["first_id"])
+    store = open_store(str(out / "metadata.sqlite"), read_only=False)
+    gone = []
+    for component, key in (("StatisticsGen", "statistics"), ("Evaluator", "evaluation")):
+        (artifact,) = store.get_artifacts_by_id([summary.component(component).outputs[key][0].id])
+        artifact.uri = str(tmp_path / "deleted" / component)
+        store.put_artifacts([artifact])
+        gone.append(f"{component}'s {key} #{artifact.id}: {artifact.uri}")
+    del store
+    result = CliRunner().invoke(main, ["report", "--output-dir", str(out), "--run-id", runs["first_id"]])
+    assert result.exit_code == 0, result.output
+    path = page.report_path(str(out), runs["first_id"])
+    loaded = report_browser.load(path)
+    assert loaded.outside_requests == [] and loaded.console_errors == []
+    assert all(line in loaded.text for line in gone), loaded.text[:3000]
+    assert ("Not shown: The Evaluator's TFMA results is missing from disk: "
+            f"{tmp_path / 'deleted' / 'Evaluator'}") in loaded.text
+    with open(path, encoding="utf-8") as f:
+        data = _section(f.read(), "data")
+    assert 'id="data-unreadable"' in data and str(tmp_path / "deleted" / "StatisticsGen") in data
+    # What ML Metadata and the run record hold still shows: components, blessing, serving, lineage.
+    assert loaded.outcome == f"Pushed version {os.path.basename(summary.pushed_path)} to " \
+                             f"{summary.pushed_path}"
+    assert [row[:2] for row in loaded.tables["components"][1:]] == [
+        [c.name, c.state] for c in summary.components]
+    assert "curve-loss" in loaded.figures and "ROC" not in loaded.figures
+    assert loaded.tables["serving-check"][1] == ["examples", str(summary.serving_check["examples"])]
+    assert len(loaded.tables["lineage-table"]) == len(summary.components) + 1
 
 
 def test_serving_check_served_the_candidate_before_the_push(runs):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from pipeline.config import PipelineConfig
-from pipeline.report import figures, page
+from pipeline.report import contents, figures, page
 from tests import report_browser
 
 pytestmark = pytest.mark.skipif(not os.path.exists(report_browser.CHROMIUM),
@@ -33,6 +33,28 @@ def test_calibration_merges_tfmas_buckets_into_bins_of_the_prediction():
     # Bin k holds buckets 10k..10k+9: mean prediction = mean of (0.01 i + 0.005) over them.
     assert predictions[3] == pytest.approx(sum(0.01 * i + 0.005 for i in range(30, 40)) / 10)
     assert labels == pytest.approx([0.5] * figures.CALIBRATION_BINS)
+
+
+def test_regression_buckets_merge_into_bins_of_about_equal_examples_keeping_the_totals():
+    """TFMA's fine prediction buckets (most empty, one below the label's range) become the report's
+    bins: every example kept, label and prediction totals kept, about the same examples per bin."""
+    buckets = [{"lowerThresholdInclusive": "-Infinity", "upperThresholdExclusive": 0.0,
+                "numWeightedExamples": 6.0, "totalWeightedLabel": 3.0,
+                "totalWeightedRefinedPrediction": -1.5}]
+    buckets += [{"lowerThresholdInclusive": 0.1 * i, "upperThresholdExclusive": 0.1 * (i + 1),
+                 "numWeightedExamples": float(i % 4), "totalWeightedLabel": 0.12 * i * (i % 4),
+                 "totalWeightedRefinedPrediction": (0.1 * i + 0.05) * (i % 4)} for i in range(600)]
+    rows = contents.prediction_buckets(buckets)
+    assert len(rows) == contents.PREDICTION_BINS
+    examples = [r["examples"] for r in rows]
+    assert sum(examples) == sum(b["numWeightedExamples"] for b in buckets)
+    for mean, total in (("mean_label", "totalWeightedLabel"),
+                        ("mean_prediction", "totalWeightedRefinedPrediction")):
+        assert sum(r[mean] * r["examples"] for r in rows) == pytest.approx(
+            sum(b.get(total, 0.0) for b in buckets))
+    assert max(examples) <= 1.2 * min(examples)
+    assert rows[0]["low"] == float("-inf") and rows[-1]["high"] == pytest.approx(60.0)
+    assert all(a["high"] <= b["low"] + 1e-9 for a, b in zip(rows, rows[1:]))
 
 
 def test_a_run_that_never_started_gets_a_report_that_says_why(tmp_path):

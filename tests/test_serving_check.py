@@ -17,11 +17,13 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.types import standard_artifacts
 
 from components.serving_check import (EXAMPLES_SIGNATURE, RAW_SIGNATURE, SKIPPED_REASON,
-                                      check_model, eval_examples, in_process_predictions, probe,
-                                      raw_input_spec, run_check, serving_requests, verdict)
+                                      CheckResult, check_model, eval_examples,
+                                      in_process_predictions, probe, raw_input_spec, record,
+                                      run_check, serving_requests, verdict)
 from components.serving_runtime import LocalServer, ServingRuntimeError
 from models.missing_values import MISSING_INT
 from models.raw_examples import column_types, to_tf_examples
+from pipeline.run_summary import check_figures, open_store
 from tests.conftest import TAXI_SPEC
 
 MODEL_NAME = "big_tipper"
@@ -155,6 +157,32 @@ def test_an_unblessed_model_is_skipped_without_serving_it(tmp_path, serialized):
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_string_custom_property("reason") == SKIPPED_REASON
     assert os.listdir(blessing.uri) == ["INFRA_NOT_BLESSED"]
+
+
+def _through_the_store(blessing, path):
+    """The blessing as written to, and read back from, a real ML Metadata SQLite store."""
+    store = open_store(str(path), read_only=False)
+    artifact = blessing.mlmd_artifact
+    artifact.type_id = store.put_artifact_type(blessing.artifact_type)
+    (artifact_id,) = store.put_artifacts([artifact])
+    return open_store(str(path)).get_artifacts_by_id([artifact_id])[0]
+
+
+def test_a_tiny_difference_reads_back_from_the_metadata_store_as_measured(tmp_path):
+    """SQLite keeps 6 decimals of a double: the difference is stored as text, so 1.5e-7 stays
+    1.5e-7 in the run summary and the report; a store written before (a double) still reads."""
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    os.makedirs(blessing.uri)
+    record(blessing, CheckResult(blessed=True, examples=100, max_abs_diff=1.5e-7,
+                                 p50_latency_ms=3.25, p99_latency_ms=8.5), 1e-5, 500.0)
+    figures = check_figures(_through_the_store(blessing, tmp_path / "metadata.sqlite"))
+    assert figures["max_abs_diff"] == 1.5e-7
+    assert figures["blessed"] == 1 and figures["examples"] == 100
+    assert figures["p50_latency_ms"] == 3.25 and figures["tolerance"] == 1e-5
+    old = standard_artifacts.InfraBlessing()
+    old.set_float_custom_property("max_abs_diff", 0.25)
+    assert check_figures(_through_the_store(old, tmp_path / "old.sqlite"))["max_abs_diff"] == 0.25
 
 
 # --- Real models on a real server: slow ------------------------------------------------------------

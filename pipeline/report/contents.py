@@ -181,7 +181,34 @@ def data_section(store, summary: RunSummary, spec) -> Optional[dict]:
             "anomalies": anomalies, "drift": drift, "drift_checked": drift_check is not None}
 
 
+def _exists(uri: str) -> bool:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (URIs may be gs://)
+
+    return tf.io.gfile.exists(uri)
+
+
+def missing_artifacts(summary: RunSummary) -> List[dict]:
+    """The run's artifacts ML Metadata names but whose files are gone (deleted or moved); not the
+    outputs a failed component never finished writing (pending or abandoned)."""
+    unfinished = (metadata_store_pb2.Artifact.PENDING, metadata_store_pb2.Artifact.ABANDONED)
+    return [{"component": c.name, "key": key, "id": a.id, "uri": a.uri}
+            for c in summary.components for key, artifacts in sorted(c.outputs.items())
+            for a in artifacts if a.uri and a.state not in unfinished and not _exists(a.uri)]
+
+
+def _output_uri(summary: RunSummary, component: str, key: str) -> Optional[str]:
+    run = summary.component(component)
+    artifacts = run.outputs.get(key) if run else None
+    return artifacts[0].uri if artifacts else None
+
+
+def _require(uri: Optional[str], what: str) -> None:
+    if uri and not _exists(uri):
+        raise FileNotFoundError(f"{what} is missing from disk: {uri}")
+
+
 def training_section(summary: RunSummary) -> Optional[dict]:
+    _require(_output_uri(summary, "Trainer", "model_run"), "The Trainer's record (model_run)")
     if not summary.training:
         return None
     return {"line": summary_view.training_line(summary.training),
@@ -222,6 +249,37 @@ def _slice_value(value) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+# Bins of the regression figures on the whole eval split, each with about the same examples.
+PREDICTION_BINS = 20
+
+
+def prediction_buckets(buckets: List[dict]) -> List[dict]:
+    """Regression: TFMA's calibration histogram (pipeline/evaluation.py asks for fine buckets of
+    the prediction over the label's range) merged into consecutive bins of about equal examples,
+    each with its prediction range, examples, mean label and mean prediction. The first and last
+    buckets also hold the predictions below and above the range."""
+    filled = [b for b in buckets if b.get("numWeightedExamples")]
+    total = sum(b["numWeightedExamples"] for b in filled)
+    rows: List[dict] = []
+    merged = None
+    for b in filled:
+        if merged is None:
+            merged = {"low": float(b.get("lowerThresholdInclusive", "-Infinity")), "examples": 0.0,
+                      "label": 0.0, "prediction": 0.0}
+        merged["examples"] += b["numWeightedExamples"]
+        merged["label"] += b.get("totalWeightedLabel", 0.0)
+        merged["prediction"] += b.get("totalWeightedRefinedPrediction", 0.0)
+        done = sum(r["examples"] for r in rows) + merged["examples"]
+        if done >= total * (len(rows) + 1) / PREDICTION_BINS or b is filled[-1]:
+            rows.append({"low": merged["low"],
+                         "high": float(b.get("upperThresholdExclusive", "Infinity")),
+                         "examples": merged["examples"],
+                         "mean_label": merged["label"] / merged["examples"],
+                         "mean_prediction": merged["prediction"] / merged["examples"]})
+            merged = None
+    return rows
+
+
 def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
     """The task's figures from TFMA's plots on the overall slice, the baseline's beside the
     candidate's."""
@@ -231,7 +289,7 @@ def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
         out += figures.roc_and_pr(
             data["confusionMatrixAtThresholds"].get("matrices", []),
             baseline.get("confusionMatrixAtThresholds", {}).get("matrices"))
-    if "calibrationHistogramBuckets" in data:
+    if "calibrationHistogramBuckets" in data and spec.task.task != "regression":
         out.append(("Calibration", figures.calibration(
             data["calibrationHistogramBuckets"].get("buckets", []),
             baseline.get("calibrationHistogramBuckets", {}).get("buckets"))))
@@ -248,10 +306,10 @@ def _plots(plots: Dict[str, dict], spec) -> List[tuple]:
 
 
 def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
-    evaluator = summary.component("Evaluator")
-    if not summary.metrics or not evaluator or not evaluator.outputs.get("evaluation"):
+    uri = _output_uri(summary, "Evaluator", "evaluation")
+    _require(uri, "The Evaluator's TFMA results")
+    if not summary.metrics or not uri:
         return None
-    uri = evaluator.outputs["evaluation"][0].uri
     columns = summary_view.metric_columns(summary)
     slices = sorted(summary.metrics, key=summary_view.slice_order)
     table = [[name] + [summary_view.format_value(summary.metrics[name].get(key), pattern)
@@ -274,8 +332,12 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
                            "difference": summary_view.format_value(overall.get(f"{key}_diff"),
                                                                    "{:+.4f}"),
                            "verdict": verdict})
-    plots = _plots(tfma_plots, spec)
+    plots, buckets = _plots(tfma_plots, spec), []
     if spec.task.task == "regression":
+        buckets = prediction_buckets(tfma_plots.get("candidate", {}).get(
+            "calibrationHistogramBuckets", {}).get("buckets", []))
+        if buckets:
+            plots += figures.predicted_vs_actual_buckets(buckets)
         points = [(name, values["mean_label"], values["mean_prediction"], values.get("example_count", 0))
                   for name, values in ((n, summary.metrics[n]) for n in slices)
                   if "mean_label" in values and "mean_prediction" in values]
@@ -287,9 +349,46 @@ def evaluation_section(summary: RunSummary, spec, gate) -> Optional[dict]:
                  f"{gated.name} no worse than the baseline by more than {gate.max_regression:g}")
     return {"headers": ["slice"] + [label for _, label, _ in columns], "table": table,
             "comparison": comparison, "has_baseline": bool(baseline), "plots": plots,
+            "prediction_buckets": buckets,
+            # Regression without TFMA's histogram: the label has no range in the curated schema.
+            "no_label_range": spec.task.task == "regression" and not buckets,
             "gate": gate_text, "blessed": summary.blessed, "failures": summary.blessing_failures,
             "uri": uri, "small": overall.get("example_count", summary_view.SMALL_EVAL_SPLIT)
             < summary_view.SMALL_EVAL_SPLIT}
+
+
+def _number(value, pattern: str) -> str:
+    return _MISSING if value is None else pattern.format(float(value))
+
+
+def serving_section(record: dict) -> dict:
+    """The serving check's verdict and figures, and beside them the edge exports' parity (per
+    format: largest difference from the SavedModel, its tolerance, the file's size, the worst row)."""
+    check, edge = record.get("serving_check"), record.get("edge_export")
+    out = {"check": None, "edge": None}
+    if check:
+        out["check"] = {"blessed": check.get("blessed") == 1, "reason": check.get("reason", ""),
+                        "rows": [
+                            ("examples", str(check.get("examples", _MISSING))),
+                            ("max difference", _number(check.get("max_abs_diff"), "{:.3g}")),
+                            ("tolerance", _number(check.get("tolerance"), "{:g}")),
+                            ("p50 latency", _number(check.get("p50_latency_ms"), "{:.1f} ms")),
+                            ("p99 latency", _number(check.get("p99_latency_ms"), "{:.1f} ms")),
+                            ("p50 limit", _number(check.get("max_p50_latency_ms"), "{:g} ms"))]}
+    if edge:
+        formats = [{"name": {"tflite": "TFLite", "tfjs": "TF.js"}[name],
+                    "max_diff": edge.get(f"{name}_max_diff", _MISSING),  # text: exact as recorded
+                    "tolerance": _number(edge.get(f"{name}_tolerance"), "{:g}"),
+                    "size": (f"{edge[f'{name}_bytes'] / 1024:,.0f} KB" if edge.get(f"{name}_bytes")
+                             else _MISSING),
+                    "worst_row": edge.get(f"{name}_worst_row") or _MISSING}
+                   for name in ("tflite", "tfjs")]
+        out["edge"] = {"blessed": edge.get("blessed") == 1, "reason": edge.get("reason", ""),
+                       "skipped": str(edge.get("reason", "")).startswith("skipped"),
+                       "rows": edge.get("rows", 0), "formats": formats,
+                       "select_tf_ops": edge.get("tflite_select_tf_ops") or "none",
+                       "seconds": _number(edge.get("seconds"), "{:.1f} s")}
+    return out
 
 
 def lineage_section(store, summary: RunSummary) -> List[dict]:
@@ -364,11 +463,22 @@ def gather(store, summary: Optional[RunSummary], record: dict, spec, gate, recor
             "data_read": {key: (record.get("data") or {}).get(key) for key in (
                 "input_base", "span", "input_fingerprint", "training_spans")},
             "components": record.get("components") or [],
-            "serving_check": record.get("serving_check"),
+            "serving": serving_section(record),
             "history": history_section(records_dir, spec.task.gated_metric.name,
                                        record.get("run_id"), record.get("started_ms"))}
-    if summary is not None:
-        page.update(data=data_section(store, summary, spec), training=training_section(summary),
-                    evaluation=evaluation_section(summary, spec, gate),
-                    lineage=lineage_section(store, summary))
+    page.update(missing=[], unreadable={})
+    if summary is None:
+        return page
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    page.update(missing=missing_artifacts(summary), lineage=lineage_section(store, summary))
+    # What ML Metadata holds shows whatever the disk still has; a section whose files are gone says
+    # which, and the others still render.
+    for name, build in (("data", lambda: data_section(store, summary, spec)),
+                        ("training", lambda: training_section(summary)),
+                        ("evaluation", lambda: evaluation_section(summary, spec, gate))):
+        try:
+            page[name] = build()
+        except (FileNotFoundError, tf.errors.NotFoundError) as e:
+            page[name], page["unreadable"][name] = None, getattr(e, "message", None) or str(e)
     return page

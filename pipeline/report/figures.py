@@ -175,6 +175,35 @@ def confusion_matrix(classes: Sequence[str], counts: List[List[float]]) -> str:
         return _svg(figure)
 
 
+def predicted_vs_actual_buckets(buckets: List[dict]) -> List[Tuple[str, str]]:
+    """Regression on the whole eval split: per prediction bucket (TFMA's calibration histogram),
+    mean prediction against mean label, and their difference by size of the prediction.
+
+    `buckets` are dicts with `examples`, `mean_label`, `mean_prediction` (non-empty buckets).
+    """
+    labels = [b["mean_label"] for b in buckets]
+    predictions = [b["mean_prediction"] for b in buckets]
+    sizes = [max(6.0, min(120.0, b["examples"] / 2)) for b in buckets]
+    low, high = min(labels + predictions), max(labels + predictions)
+    with plt.rc_context(_STYLE):
+        figure, axes = _figure(3.0, 2.8)
+        axes.plot([low, high], [low, high], color=BASELINE, linestyle=":", linewidth=1)
+        axes.scatter(labels, predictions, s=sizes, color=CANDIDATE, alpha=0.6, linewidths=0)
+        axes.set(xlabel="mean label (actual)", ylabel="mean prediction",
+                 title="Predicted vs actual, by prediction")
+        scatter = _svg(figure)
+        figure, axes = _figure(3.4, 2.8)
+        residuals = [p - y for p, y in zip(predictions, labels)]
+        axes.axhline(0, color="black", linewidth=0.8)
+        axes.vlines(predictions, 0, residuals, colors=[EVAL if r > 0 else CANDIDATE for r in residuals])
+        axes.scatter(predictions, residuals, s=sizes, color=[EVAL if r > 0 else CANDIDATE
+                                                             for r in residuals], linewidths=0)
+        axes.set(xlabel="mean prediction (per bucket)", ylabel="mean prediction − mean label",
+                 title="Residual by prediction")
+        return [("Predicted vs actual (whole eval split)", scatter),
+                ("Residuals (whole eval split)", _svg(figure))]
+
+
 def predicted_vs_actual(points: List[Tuple[str, float, float, float]]) -> List[Tuple[str, str]]:
     """Regression: mean prediction against mean label, and their difference (the residual), per slice.
 
@@ -199,4 +228,4 @@ def predicted_vs_actual(points: List[Tuple[str, float, float, float]]) -> List[T
         axes.axvline(0, color="black", linewidth=0.8)
         axes.set_yticks(range(len(points)), names, fontsize=6)
         axes.set(xlabel="mean prediction − mean label", title="Residual per slice")
-        return [("Predicted vs actual", scatter), ("Residuals", _svg(figure))]
+        return [("Predicted vs actual per slice", scatter), ("Residuals per slice", _svg(figure))]

@@ -35,7 +35,8 @@ def read_record(output_dir: str, run_id: str) -> dict:
 
 
 def render(page: dict) -> str:
-    defaults = {"data": None, "training": None, "evaluation": None, "lineage": None}
+    defaults = {"data": None, "training": None, "evaluation": None, "lineage": None,
+                "missing": [], "unreadable": {}}
     return _TEMPLATES.get_template("report.html.j2").render(**{**defaults, **page})
 
 
