@@ -35,6 +35,7 @@ from components.trainer import Trainer
 from pipeline import spans
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.evaluation import eval_config
+from models.kinds import Text
 from models.spec import SPEC_KEY, TRANSFORM_KEYS
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -66,6 +67,11 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     run_spec = config.run_spec
     transform_spec = {SPEC_KEY: run_spec.to_json(TRANSFORM_KEYS)}
     trainer_spec = {SPEC_KEY: run_spec.to_json()}
+    # The spec names a text feature's TF Hub module by path; its content is part of the model.
+    modules = {f.name: fingerprints.tree_sha256(f.module) for f in run_spec.features_of_kind(Text)
+               if os.path.isdir(f.module)}
+    if modules:
+        trainer_spec["text_modules_sha256"] = modules
     data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
     if kubeflow:
         data_root = data_types.RuntimeParameter(name="data_root", ptype=str, default=data_root)

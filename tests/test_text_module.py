@@ -1,0 +1,138 @@
+"""Free text through a TF Hub-format text-embedding module (models/kinds.Text, models/layers.py) and the
+trained model's feature encoder exported as a TF Hub-format module (models/encoder.py)."""
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+from models import encoder, kinds, layers, preprocessing
+from models import spec as spec_lib
+from models.model import build_model
+from models.signatures import make_signatures
+from tests import tabular_data, text_module
+
+SPEC = {"name": "reviews", "label": {"column": "liked", "task": "binary", "positive": "yes"},
+        "features": {"review": {"kind": "text", "module": "text_module"},
+                     "price": {"kind": "numeric", "buckets": 0}},
+        "model": {"hidden_units": [8], "cross_layers": 1}}
+
+
+def _schema():
+    schema = schema_pb2.Schema()
+    for name, kind in (("review", schema_pb2.BYTES), ("price", schema_pb2.FLOAT),
+                       ("liked", schema_pb2.BYTES)):
+        schema.feature.add(name=name, type=kind)
+    return schema
+
+
+def _instances(frame):
+    return [{"review": [] if row.review is None else [row.review.encode()], "price": [row.price],
+             "liked": [row.liked.encode()]} for row in frame.itertuples()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A spec with a text column, a real tf.Transform over synthetic reviews, a model trained on the
+    transformed rows and saved with the pipeline's signatures; then the module directory is deleted."""
+    root = tmp_path_factory.mktemp("text")
+    text_module.build(str(root / "spec" / "text_module"))
+    spec = spec_lib.from_mapping(SPEC, str(root / "spec"))
+    frame = tabular_data.reviews(300)
+    transform_dir = str(root / "transform")
+    metadata = dataset_metadata.DatasetMetadata(_schema())
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True):
+        (rows, _), transform_fn = ((_instances(frame), metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing.transform(inputs, spec), output_record_batches=False))
+        _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+    metadata_io.write_metadata(metadata, os.path.join(transform_dir,
+                                                      tft.TFTransformOutput.RAW_METADATA_DIR))
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(spec)
+    names = [i.name for i in spec.model_inputs]
+    features = {n: np.array([r[n] for r in rows]) for n in names}
+    model.fit(features, np.array([r[spec.transformed_label] for r in rows]).reshape(-1, 1),
+              epochs=60, batch_size=32, verbose=0)
+    model_dir = str(root / "model")
+    model.save(model_dir, save_format="tf",
+               signatures=make_signatures(model, tft.TFTransformOutput(transform_dir), spec))
+    shutil.rmtree(root / "spec" / "text_module")
+    return spec, model, model_dir, features, frame
+
+
+def test_the_spec_declares_a_text_column_read_by_the_module_relative_to_the_spec(tmp_path):
+    text_module.build(str(tmp_path / "text_module"))
+    spec = spec_lib.from_mapping(SPEC, str(tmp_path))
+    review = spec.features_of_kind(kinds.Text)[0]
+    assert review.module == str(tmp_path / "text_module")
+    assert [i.dtype for i in review.model_inputs()] == [tf.string]
+    with pytest.raises(spec_lib.SpecError, match=r"features.review: module: 'elsewhere' .* has no "
+                                                 r"saved_model.pb"):
+        spec_lib.from_mapping({**SPEC, "features": {"review": {"kind": "text", "module": "elsewhere"}}},
+                              str(tmp_path))
+    with pytest.raises(spec_lib.SpecError, match=r"is a web handle; download the module once"):
+        spec_lib.from_mapping({**SPEC, "features": {"review": {
+            "kind": "text", "module": "https://tfhub.dev/google/nnlm-en-dim50/2"}}}, str(tmp_path))
+
+
+def test_the_transform_passes_the_text_through_cleaned():
+    with tf.Graph().as_default():
+        column = tf.SparseTensor([[0, 0], [2, 0]], [b"  Great food \n", b"cold"], [3, 1])
+        cleaned = kinds.Text("review", module="m").transform({"review": column}, None)
+        with tf.compat.v1.Session() as session:
+            assert list(session.run(cleaned["review_xf"])) == [b"Great food", b"", b"cold"]
+
+
+def test_the_model_embeds_the_text_with_the_module_and_answers_without_its_directory(trained):
+    spec, model, model_dir, _, frame = trained
+    assert isinstance(model.get_layer("review_text_embedding"), layers.TextModuleEmbedding)
+    raw = {"review": tf.constant(["the food was delicious", "the food was cold", ""]),
+           "price": tf.constant([20.0, 20.0, float("nan")])}
+    transformed = model.tft_layer({
+        "review": tf.sparse.from_dense(tf.reshape(raw["review"], [-1, 1])),
+        "price": tf.sparse.from_dense(tf.reshape(raw["price"], [-1, 1]))})
+    live = model({i.name: transformed[i.name] for i in spec.model_inputs}).numpy().ravel()
+    assert not os.path.exists(spec.features[0].module)  # deleted by the fixture
+    served = tf.saved_model.load(model_dir).signatures["serving_raw"](**raw)["probability"].numpy()
+    np.testing.assert_allclose(served, live, atol=1e-6)
+    assert served[0] > 0.8 and served[1] < 0.2  # the words carry the label, and the model read them
+
+
+def test_the_exported_encoder_loads_as_a_module_in_a_new_keras_model_with_the_same_vectors(trained,
+                                                                                             tmp_path):
+    spec, model, model_dir, features, frame = trained
+    out = str(tmp_path / "encoder")
+    encoder.export(model_dir, out)
+    # Only the module: the training-time objects are gone, the module directory too.
+    raw_inputs = {"review": tf.keras.Input(shape=(), dtype=tf.string, name="review"),
+                  "price": tf.keras.Input(shape=(), dtype=tf.float32, name="price")}
+    vectors = HubModule(out)(raw_inputs)
+    reuser = tf.keras.Model(raw_inputs, tf.keras.layers.Dense(1)(vectors))
+    assert isinstance(reuser.layers[-2], HubModule)
+    raw = {"review": np.array([r or "" for r in frame.review[:50]], dtype=object),
+           "price": frame.price[:50].to_numpy(np.float32)}
+    got = tf.keras.Model(raw_inputs, vectors)(raw).numpy()
+    want = encoder.encoder_model(model)({k: v[:50] for k, v in features.items()}).numpy()
+    assert got.shape == (50, model.get_layer("cross_and_deep").output.shape[-1])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    loaded = tf.saved_model.load(out)
+    assert {v.name for v in loaded.trainable_variables} == {
+        v.name for v in encoder.encoder_model(model).trainable_variables}
+    assert len(loaded.variables) > len(loaded.trainable_variables)  # the frozen text module's too
+
+
+class HubModule(tf.keras.layers.Layer):
+    """What a reusing model does with a TF Hub module (hub.KerasLayer's core): load, call."""
+
+    def __init__(self, path, **kwargs):
+        super().__init__(**kwargs)
+        self.module = tf.saved_model.load(path)
+
+    def call(self, features):
+        return self.module(features)
