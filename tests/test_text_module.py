@@ -1,6 +1,7 @@
 """Free text through a TF Hub-format text-embedding module (models/kinds.Text, models/layers.py) and the
 trained model's feature encoder exported as a TF Hub-format module (models/encoder.py)."""
 import os
+import re
 import shutil
 import tempfile
 
@@ -11,6 +12,10 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+from tfx.types import standard_artifacts
+
+from components import edge_formats
+from components.edge_export import check_model, record
 
 from models import encoder, kinds, layers, preprocessing
 from models import spec as spec_lib
@@ -125,6 +130,43 @@ def test_the_exported_encoder_loads_as_a_module_in_a_new_keras_model_with_the_sa
     assert {v.name for v in loaded.trainable_variables} == {
         v.name for v in encoder.encoder_model(model).trainable_variables}
     assert len(loaded.variables) > len(loaded.trainable_variables)  # the frozen text module's too
+
+
+def _tf_examples(frame):
+    def example(row):
+        features = {"price": tf.train.Feature(float_list=tf.train.FloatList(value=[row.price]))}
+        if row.review is not None:
+            features["review"] = tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[row.review.encode()]))
+        return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return [example(row) for row in frame.itertuples()]
+
+
+def test_a_format_that_cannot_run_the_text_module_is_skipped_with_the_reason_and_the_model_pushes(
+        trained, tmp_path):
+    _, _, model_dir, _, frame = trained
+    serialized = _tf_examples(frame[:10])
+    tolerances = {"tflite": 1e-5, "tfjs": 1e-4}
+    reason = "the model embeds text with a TF Hub module (features: review)"
+    result = check_model(model_dir, str(tmp_path / "exported"), serialized, tolerances, reason)
+    # TF.js has no kernels for the module's string ops: skipped, saying why and which ops.
+    assert re.fullmatch(re.escape(reason) + r"; the tfjs converter failed: ValueError: Unsupported Ops"
+                        r" .*StringSplitV2.*", result.formats["tfjs"].skipped)
+    # TFLite runs them as Select TF ops, and still answers as the SavedModel does on every row.
+    assert {"StringSplitV2", "StringLower"} <= set(result.select_tf_ops)
+    assert result.formats["tflite"].max_diff <= 1e-5 and not result.formats["tflite"].skipped
+    assert result.blessed, result.reason
+    assert result.files == ["tflite/model.tflite"]
+    assert not os.path.exists(tmp_path / "exported" / "tfjs")
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    os.makedirs(blessing.uri)
+    record(blessing, result, tolerances)
+    assert blessing.get_string_custom_property("tfjs_skipped") == result.formats["tfjs"].skipped
+    assert blessing.get_int_custom_property("blessed") == 1
+    # Without the reason (a spec with no text module) a failed conversion is an error, not a skip.
+    with pytest.raises(edge_formats.ExportError, match=r"(?s)TensorFlow.js converter failed.*Unsupported Ops"):
+        check_model(model_dir, str(tmp_path / "strict"), serialized, tolerances)
 
 
 class HubModule(tf.keras.layers.Layer):
