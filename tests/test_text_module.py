@@ -1,8 +1,11 @@
 """Free text through a TF Hub-format text-embedding module (models/kinds.Text, models/layers.py) and the
 trained model's feature encoder exported as a TF Hub-format module (models/encoder.py)."""
+import importlib.metadata
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
+import yaml
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx.types import standard_artifacts
@@ -22,6 +26,8 @@ from models import spec as spec_lib
 from models.model import build_model
 from models.signatures import make_signatures
 from tests import tabular_data, text_module
+from tests.conftest import cli_env, run_cli
+from tests.test_setup import imported_modules
 
 SPEC = {"name": "reviews", "label": {"column": "liked", "task": "binary", "positive": "yes"},
         "features": {"review": {"kind": "text", "module": "text_module"},
@@ -69,6 +75,18 @@ def trained(tmp_path_factory):
                signatures=make_signatures(model, tft.TFTransformOutput(transform_dir), spec))
     shutil.rmtree(root / "spec" / "text_module")
     return spec, model, model_dir, features, frame
+
+
+def test_no_project_code_imports_tensorflow_hub_whose_version_tfx_pins_cannot_import():
+    """Why the module is loaded with tf.saved_model.load (README "TF Hub"): tfx 1.16 pins tensorflow-hub
+    below 0.16, and that version fails to import with TensorFlow 2.16. If this fails after an upgrade,
+    revisit the choice."""
+    assert "tensorflow_hub" not in imported_modules()
+    (pin,) = [r for r in importlib.metadata.requires("tfx") if r.startswith("tensorflow-hub")]
+    assert "<0.16" in pin.replace(" ", "")
+    result = subprocess.run([sys.executable, "-c", "import tensorflow_hub"], capture_output=True,
+                            text=True, env=cli_env(), timeout=300)
+    assert result.returncode != 0 and "cannot import name 'estimator'" in result.stderr
 
 
 def test_the_spec_declares_a_text_column_read_by_the_module_relative_to_the_spec(tmp_path):
@@ -178,3 +196,52 @@ class HubModule(tf.keras.layers.Layer):
 
     def call(self, features):
         return self.module(features)
+
+
+@pytest.mark.slow
+def test_a_table_with_free_text_trains_pushes_and_serves_through_the_pipeline(tmp_path):
+    """`init` on a table whose label is in its free text, the review declared `kind: text` with a module,
+    then `run`: the model is checked by the serving check, pushed without TF.js (and says why), answers
+    by the words after the module's directory is gone, and its encoder exports as a module."""
+    tabular_data.write_reviews(str(tmp_path / "data"))
+    result = subprocess.run([sys.executable, "-m", "pipeline", "init", "--data-root",
+                             str(tmp_path / "data"), "--label", "liked", "--spec", str(tmp_path / "spec")],
+                            capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "spec" / "dataset.yaml", encoding="utf-8") as f:
+        declared = yaml.safe_load(f)
+    assert "review" in declared["ignored"]  # init takes free text for an identifier: unique per row
+    del declared["ignored"]["review"]
+    declared["features"]["review"] = {"kind": "text", "module": "text_module"}
+    with open(tmp_path / "spec" / "dataset.yaml", "w", encoding="utf-8") as f:
+        yaml.safe_dump(declared, f, sort_keys=False)
+    text_module.build(str(tmp_path / "spec" / "text_module"))
+
+    result = run_cli("--spec", str(tmp_path / "spec"), "--output-dir", str(tmp_path / "out"),
+                     "--serving-dir", str(tmp_path / "serving"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = " ".join(result.stdout.split())
+    assert "Model blessed" in out and "Pushed" in out, out[-3000:]
+    assert "TF.js export skipped: the model embeds text with a TF Hub module (features: review)" in out
+    assert "Unsupported Ops" in out and "the TFLite export matches it" in out, out[-3000:]
+    (version,) = os.listdir(tmp_path / "serving" / "liked")
+    pushed = tmp_path / "serving" / "liked" / version
+    assert sorted(os.listdir(pushed / "tflite")) == ["model.tflite"] and not (pushed / "tfjs").exists()
+
+    shutil.rmtree(tmp_path / "spec" / "text_module")  # serving needs no module directory
+    serve = tf.saved_model.load(str(pushed)).signatures["serving_raw"]
+    texts = ["our dinner was delicious", "our dinner was cold", "the food was wonderful and fresh",
+             "the service was rude and slow"]
+    probability = serve(review=tf.constant(texts), price=tf.constant([20.0] * 4))["probability"].numpy()
+    assert min(probability[[0, 2]]) - max(probability[[1, 3]]) > 0.5, probability
+
+    exported = subprocess.run([sys.executable, "-m", "pipeline", "export-encoder", "--spec",
+                               str(tmp_path / "spec"), "--output-dir", str(tmp_path / "out"), "--out",
+                               str(tmp_path / "encoder")],
+                              capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert exported.returncode == 0, exported.stdout[-2000:] + exported.stderr[-2000:]
+    assert "floats per example" in exported.stdout
+    vectors = tf.saved_model.load(str(tmp_path / "encoder"))(
+        {"review": tf.constant(texts), "price": tf.constant([20.0] * 4)}).numpy()
+    assert vectors.shape[0] == 4 and np.isfinite(vectors).all()
+    assert not np.allclose(vectors[0], vectors[1])  # the words reach the representation
