@@ -25,6 +25,8 @@ from models import encoder, kinds, layers, preprocessing
 from models import spec as spec_lib
 from models.model import build_model
 from models.signatures import make_signatures
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
 from tests import tabular_data, text_module
 from tests.conftest import cli_env, run_cli
 from tests.test_setup import imported_modules
@@ -148,6 +150,30 @@ def test_the_exported_encoder_loads_as_a_module_in_a_new_keras_model_with_the_sa
     assert {v.name for v in loaded.trainable_variables} == {
         v.name for v in encoder.encoder_model(model).trainable_variables}
     assert len(loaded.variables) > len(loaded.trainable_variables)  # the frozen text module's too
+
+
+def test_the_module_s_content_keys_the_trainer_and_edge_export_knows_why_a_format_may_not_convert(
+        tmp_path):
+    spec_dir = tmp_path / "spec"
+    text_module.build(str(spec_dir / "text_module"))
+    with open(spec_dir / "dataset.yaml", "w", encoding="utf-8") as f:
+        yaml.safe_dump(SPEC, f)
+    schema = _schema()
+    schema.feature[2].not_in_environment.append("SERVING")  # the label
+    (spec_dir / "schema.pbtxt").write_text(str(schema))
+
+    def parameters():  # each component's exec properties: with its inputs, TFX's cache key
+        config = PipelineConfig(data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "out"),
+                                spec_dir=str(spec_dir))
+        return {c.id: c.exec_properties for c in create_pipeline(config).components}
+
+    before = parameters()
+    assert before["EdgeExport"]["unconvertible"] == (
+        "the model embeds text with a TF Hub module (features: review)")
+    shutil.rmtree(spec_dir / "text_module")
+    text_module.build(str(spec_dir / "text_module"), seed=8)  # another module, at the same path
+    after = parameters()
+    assert {c for c in before if before[c] != after[c]} == {"Trainer"}
 
 
 def _tf_examples(frame):
