@@ -152,6 +152,30 @@ def test_the_exported_encoder_loads_as_a_module_in_a_new_keras_model_with_the_sa
     assert len(loaded.variables) > len(loaded.trainable_variables)  # the frozen text module's too
 
 
+def _export_encoder(*args):
+    return subprocess.run([sys.executable, "-m", "pipeline", "export-encoder", *args],
+                          capture_output=True, text=True, env=cli_env(), timeout=600)
+
+
+def test_export_encoder_writes_the_module_of_a_saved_model_and_refuses_what_has_none(trained, tmp_path):
+    _, model, model_dir, _, _ = trained
+    width = model.get_layer("cross_and_deep").output.shape[-1]
+    result = _export_encoder("--model-dir", model_dir, "--out", str(tmp_path / "encoder"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"The feature encoder of the SavedModel {model_dir} -> {tmp_path / 'encoder'}: raw features" \
+        f" (the inputs of serving_raw) to {width} floats per example" in " ".join(result.stdout.split())
+    served = tf.saved_model.load(model_dir).encoder({"review": tf.constant(["the food was cold"]),
+                                                     "price": tf.constant([9.5])})
+    exported = tf.saved_model.load(str(tmp_path / "encoder"))({"review": tf.constant(["the food was cold"]),
+                                                               "price": tf.constant([9.5])})
+    np.testing.assert_array_equal(exported.numpy(), served.numpy())
+    again = _export_encoder("--model-dir", model_dir, "--out", str(tmp_path / "encoder"))
+    assert again.returncode == 2 and "is not empty; name a new directory" in again.stderr
+    tf.saved_model.save(tf.Module(), str(tmp_path / "other"))
+    none = _export_encoder("--model-dir", str(tmp_path / "other"), "--out", str(tmp_path / "e2"))
+    assert none.returncode == 1 and "has no feature encoder" in " ".join(none.stderr.split())
+
+
 def test_the_module_s_content_keys_the_trainer_and_edge_export_knows_why_a_format_may_not_convert(
         tmp_path):
     spec_dir = tmp_path / "spec"
