@@ -66,16 +66,16 @@ def make_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformO
                                               name=raw_input_name(column))
         for column in spec.serving_columns}
 
-    def transform_raw(raw):
-        return model.tft_layer({column: _as_raw_input(raw[raw_input_name(column)], serving_spec[column])
-                                for column in spec.serving_columns})
+    def parse_raw(raw):
+        return {column: _as_raw_input(raw[raw_input_name(column)], serving_spec[column])
+                for column in spec.serving_columns}
 
     @tf.function(input_signature=[raw_input_signature])
     def serve_raw_features(raw):
-        transformed = transform_raw(raw)
-        return spec.task.serving_outputs(model({k: transformed[k] for k in model_inputs}))
+        return predict(parse_raw(raw))
 
-    model.encoder = encoder.make_module(model, model.tft_layer, transform_raw, raw_input_signature)
+    model.encoder = encoder.make_module(model, model.tft_layer, lambda raw: model.tft_layer(parse_raw(raw)),
+                                        raw_input_signature)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(examples):

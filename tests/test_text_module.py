@@ -233,7 +233,8 @@ def test_a_format_that_cannot_run_the_text_module_is_skipped_with_the_reason_and
     assert blessing.get_string_custom_property("tfjs_skipped") == result.formats["tfjs"].skipped
     assert blessing.get_int_custom_property("blessed") == 1
     # Without the reason (a spec with no text module) a failed conversion is an error, not a skip.
-    with pytest.raises(edge_formats.ExportError, match=r"(?s)TensorFlow.js converter failed.*Unsupported Ops"):
+    with pytest.raises(edge_formats.ExportError,
+                       match=r"(?s)TensorFlow.js converter failed.*Unsupported Ops"):
         check_model(model_dir, str(tmp_path / "strict"), serialized, tolerances)
 
 
