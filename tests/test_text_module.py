@@ -10,6 +10,7 @@ import tempfile
 
 import numpy as np
 import pytest
+import rich.console
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
@@ -26,6 +27,8 @@ from models import spec as spec_lib
 from models.model import build_model
 from models.signatures import make_signatures
 from pipeline.config import PipelineConfig
+from pipeline.run_summary import RunSummary
+from pipeline.summary_view import render_edge_export
 from pipeline.pipeline import create_pipeline
 from tests import tabular_data, text_module
 from tests.conftest import cli_env, run_cli
@@ -236,6 +239,17 @@ def test_a_format_that_cannot_run_the_text_module_is_skipped_with_the_reason_and
     with pytest.raises(edge_formats.ExportError,
                        match=r"(?s)TensorFlow.js converter failed.*Unsupported Ops"):
         check_model(model_dir, str(tmp_path / "strict"), serialized, tolerances)
+
+
+def test_the_summary_says_which_format_was_skipped_and_why_and_that_the_model_is_pushed():
+    why = "the model embeds text with a TF Hub module (features: review); the tfjs converter failed: x"
+    summary = RunSummary(run_id="r", components=[], edge_export={
+        "blessed": 1, "reason": "", "rows": 12, "tflite_max_diff": "1.2e-07", "tfjs_skipped": why})
+    console = rich.console.Console(record=True, width=300)
+    render_edge_export(summary, console)
+    assert console.export_text().splitlines() == [
+        f"TF.js export skipped: {why}",
+        "The SavedModel is pushed; the TFLite export matches it on 12 rows (max difference 1.2e-07)."]
 
 
 class HubModule(tf.keras.layers.Layer):
