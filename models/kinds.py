@@ -156,6 +156,11 @@ class Kind:
         to Transform and Trainer as JSON, read there from another working directory)."""
         return self
 
+    def missing_files(self) -> List[str]:
+        """What is wrong with the files this feature needs to be trained (checked before a run, not
+        when the spec is read: clients read it without them)."""
+        return []
+
     def to_spec(self) -> dict:
         """The spec's mapping for this feature (round-trips through `from_spec`)."""
         values = {"kind": self.kind}
@@ -442,11 +447,13 @@ class Text(Kind):
     def resolve(self, directory):
         if "://" in self.module or os.path.isabs(self.module):
             return self
-        path = os.path.normpath(os.path.join(directory, self.module))
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise ValueError(f"module: {self.module!r} ({path}) has no saved_model.pb; a TF Hub-"
-                             "format module is a TF2 SavedModel directory")
-        return dataclasses.replace(self, module=path)
+        return dataclasses.replace(self, module=os.path.normpath(os.path.join(directory, self.module)))
+
+    def missing_files(self):
+        if "://" in self.module or os.path.isfile(os.path.join(self.module, "saved_model.pb")):
+            return []
+        return [f"features.{self.name}: module: {self.module} has no saved_model.pb; a TF Hub-format "
+                "module is a TF2 SavedModel directory"]
 
     def model_inputs(self):
         return [ModelInput(transformed_name(self.name), text=True)]

@@ -141,6 +141,11 @@ def run(beam_mode, beam_arg, verbose, print_config, beam_args, **settings):
     # Imported here so `--help` and `--print-config` stay fast.
     from pipeline import data_checks  # pylint: disable=import-outside-toplevel
 
+    missing = [problem for feature in config.spec.features for problem in feature.missing_files()]
+    if missing:
+        _error(f"[bold red]Bad dataset spec[/]: {escape(config.spec.spec_path)}: "
+               f"{escape('; '.join(missing))}")
+        sys.exit(EXIT_BAD_INPUT)
     try:
         check = data_checks.check_data_root(config.data_root, config.spec)
     except data_checks.InputDataError as e:

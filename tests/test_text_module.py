@@ -100,10 +100,14 @@ def test_the_spec_declares_a_text_column_read_by_the_module_relative_to_the_spec
     review = spec.features_of_kind(kinds.Text)[0]
     assert review.module == str(tmp_path / "text_module")
     assert [i.dtype for i in review.model_inputs()] == [tf.string]
-    with pytest.raises(spec_lib.SpecError, match=r"features.review: module: 'elsewhere' .* has no "
-                                                 r"saved_model.pb"):
-        spec_lib.from_mapping({**SPEC, "features": {"review": {"kind": "text", "module": "elsewhere"}}},
-                              str(tmp_path))
+    assert review.missing_files() == []
+    # A missing module stops a run before it starts (clients read the spec without the module).
+    elsewhere = spec_lib.from_mapping({**SPEC, "features": {"review": {"kind": "text",
+                                                                       "module": "elsewhere"}}},
+                                      str(tmp_path))
+    assert elsewhere.features[0].missing_files() == [
+        f"features.review: module: {tmp_path / 'elsewhere'} has no saved_model.pb; a TF Hub-format "
+        "module is a TF2 SavedModel directory"]
     with pytest.raises(spec_lib.SpecError, match=r"is a web handle; download the module once"):
         spec_lib.from_mapping({**SPEC, "features": {"review": {
             "kind": "text", "module": "https://tfhub.dev/google/nnlm-en-dim50/2"}}}, str(tmp_path))
@@ -179,15 +183,31 @@ def test_export_encoder_writes_the_module_of_a_saved_model_and_refuses_what_has_
     assert none.returncode == 1 and "has no feature encoder" in " ".join(none.stderr.split())
 
 
-def test_the_module_s_content_keys_the_trainer_and_edge_export_knows_why_a_format_may_not_convert(
-        tmp_path):
-    spec_dir = tmp_path / "spec"
-    text_module.build(str(spec_dir / "text_module"))
-    with open(spec_dir / "dataset.yaml", "w", encoding="utf-8") as f:
+def _spec_dir(directory):
+    os.makedirs(directory)
+    with open(directory / "dataset.yaml", "w", encoding="utf-8") as f:
         yaml.safe_dump(SPEC, f)
     schema = _schema()
     schema.feature[2].not_in_environment.append("SERVING")  # the label
-    (spec_dir / "schema.pbtxt").write_text(str(schema))
+    (directory / "schema.pbtxt").write_text(str(schema))
+    return directory
+
+
+def test_a_run_whose_text_module_is_missing_stops_before_it_starts(tmp_path):
+    spec_dir = _spec_dir(tmp_path / "spec")
+    data = tabular_data.write_reviews(str(tmp_path / "data"), rows=50)
+    result = run_cli("--spec", str(spec_dir), "--data-root", data, "--output-dir", str(tmp_path / "out"),
+                     timeout=300)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (f"Bad dataset spec: {spec_dir / 'dataset.yaml'}: features.review: module: "
+            f"{spec_dir / 'text_module'} has no saved_model.pb") in " ".join(result.stderr.split())
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_module_s_content_keys_the_trainer_and_edge_export_knows_why_a_format_may_not_convert(
+        tmp_path):
+    spec_dir = _spec_dir(tmp_path / "spec")
+    text_module.build(str(spec_dir / "text_module"))
 
     def parameters():  # each component's exec properties: with its inputs, TFX's cache key
         config = PipelineConfig(data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "out"),
