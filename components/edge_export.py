@@ -15,6 +15,13 @@ rename; and `parity_blessing`, an InfraBlessing the Pusher requires: blessed whe
 blessed the model and both exports match, with the figures and, when not, which format and row differ.
 (Not `blessing`: TFX's Airflow runner names artifacts by output key and type, and the ServingCheck's
 InfraBlessing is already called that.)
+
+A model may hold what a format cannot convert: a spec with a text feature embeds it with a TF Hub
+module (models/kinds.Text) whose string ops TF.js lacks (StringSplitV2, StringLower). The pipeline then
+passes `unconvertible`, the reason; a format whose converter fails is skipped, with that reason and the
+converter's own message in the run record, and the model is pushed with the formats that converted
+(each still checked). Without it a failed conversion fails the component: a tabular model always
+converts, so a failure there is a bug to see, not to skip.
 """
 import dataclasses
 import json
@@ -53,6 +60,7 @@ class FormatResult:
     max_diff: float = math.nan
     worst_row: str = ""
     size_bytes: int = 0
+    skipped: str = ""  # why this format was not exported (then no figures)
 
 
 @dataclasses.dataclass
@@ -194,10 +202,30 @@ def verdict(results: Dict[str, Tuple[float, str]], tolerances: Dict[str, float])
     return not problems, "; ".join(problems)
 
 
+def converter_message(error: BaseException) -> str:
+    """The converter's own verdict: from the last line naming an error (a traceback's tail)."""
+    lines = str(error).strip().splitlines()
+    last = max((i for i, line in enumerate(lines) if "Error" in line), default=0)
+    return " ".join(line.strip() for line in lines[last:])
+
+
 def check_model(model_path: str, output_path: str, serialized: Sequence[bytes],
-                tolerances: Dict[str, float]) -> ParityResult:
-    """Writes the SavedModel with its exports to `output_path` and checks their answers."""
+                tolerances: Dict[str, float], unconvertible: str = "") -> ParityResult:
+    """Writes the SavedModel with its exports to `output_path` and checks their answers; with
+    `unconvertible` (why a format may not convert), a format whose conversion fails is skipped."""
     started = time.monotonic()
+    skipped: Dict[str, str] = {}
+
+    def converted(name, convert) -> bool:
+        try:
+            convert()
+            return True
+        except Exception as e:  # pylint: disable=broad-except  (each converter raises its own)
+            if not unconvertible:
+                raise
+            skipped[name] = f"{unconvertible}; the {name} converter failed: {converter_message(e)}"
+            return False
+
     tflite_path = os.path.join(output_path, TFLITE_DIR, edge_formats.TFLITE_FILE)
     tfjs_dir = os.path.join(output_path, TFJS_DIR)
     work = tempfile.mkdtemp(prefix="edge_export_")
@@ -209,24 +237,31 @@ def check_model(model_path: str, output_path: str, serialized: Sequence[bytes],
             model = tf.saved_model.load(model_path)
             constant_tables = os.path.join(work, "constant_tables")
             edge_formats.constant_table_model(model, constant_tables)
-            select_ops = edge_formats.to_tflite(constant_tables, tflite_path)
+            select_ops: List[str] = []
+            if not converted("tflite", lambda: select_ops.extend(
+                    edge_formats.to_tflite(constant_tables, tflite_path))):
+                tf.io.gfile.rmtree(os.path.dirname(tflite_path))
             raw_spec = raw_input_spec(model)
             instances, _ = serving_requests(serialized, raw_spec)
             rows, labels = parity_rows(instances, raw_spec)
             columns = columns_of(rows, raw_spec)
             expected = saved_model_answers(model, columns)
-            results = {"tflite": compare(expected, *tflite_answers(tflite_path, columns), labels)}
-            tfjs_converter.convert(constant_tables, os.path.join(work, TFJS_DIR))
-            io_utils.copy_dir(os.path.join(work, TFJS_DIR), tfjs_dir)
-            results["tfjs"] = compare(expected, *tfjs_answers(tfjs_dir, columns, raw_spec), labels)
+            results = {}
+            if "tflite" not in skipped:
+                results["tflite"] = compare(expected, *tflite_answers(tflite_path, columns), labels)
+            if converted("tfjs", lambda: tfjs_converter.convert(constant_tables,
+                                                                 os.path.join(work, TFJS_DIR))):
+                io_utils.copy_dir(os.path.join(work, TFJS_DIR), tfjs_dir)
+                results["tfjs"] = compare(expected, *tfjs_answers(tfjs_dir, columns, raw_spec), labels)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     blessed, reason = verdict(results, tolerances)
+    formats = {name: FormatResult(max_diff, where, _size(tflite_path if name == "tflite" else tfjs_dir))
+               for name, (max_diff, where) in results.items()}
+    formats.update({name: FormatResult(skipped=why) for name, why in skipped.items()})
     return ParityResult(
-        blessed=blessed, reason=reason, rows=len(rows), select_tf_ops=select_ops,
-        formats={name: FormatResult(max_diff, where, _size(tflite_path if name == "tflite" else tfjs_dir))
-                 for name, (max_diff, where) in results.items()},
-        files=[f"{d}/{f}" for d in (TFLITE_DIR, TFJS_DIR)
+        blessed=blessed, reason=reason, rows=len(rows), select_tf_ops=select_ops, formats=formats,
+        files=[f"{d}/{f}" for d in (TFLITE_DIR, TFJS_DIR) if tf.io.gfile.isdir(os.path.join(output_path, d))
                for f in sorted(tf.io.gfile.listdir(os.path.join(output_path, d)))],
         seconds=time.monotonic() - started)
 
@@ -254,7 +289,9 @@ def record(blessing: InfraBlessing, result: ParityResult, tolerances: Dict[str, 
         blessing.set_float_custom_property("seconds", result.seconds)
     for name in FORMATS:
         blessing.set_float_custom_property(f"{name}_tolerance", tolerances[name])
-        if name in result.formats:
+        if name in result.formats and result.formats[name].skipped:
+            blessing.set_string_custom_property(f"{name}_skipped", result.formats[name].skipped)
+        elif name in result.formats:
             each = result.formats[name]
             # A string: ML Metadata's SQLite store keeps 6 decimals of a double (1.5e-7 reads 0.0).
             blessing.set_string_custom_property(f"{name}_max_diff", f"{each.max_diff:.3g}")
@@ -264,14 +301,14 @@ def record(blessing: InfraBlessing, result: ParityResult, tolerances: Dict[str, 
 
 def run_check(model: Model, examples: Examples, infra_blessing: Optional[InfraBlessing],
               exported: Model, blessing: InfraBlessing, num_examples: int,
-              tolerances: Dict[str, float]) -> ParityResult:
+              tolerances: Dict[str, float], unconvertible: str = "") -> ParityResult:
     """The component's work; skipped (not blessed) when the serving check did not bless the model."""
     if infra_blessing is not None and infra_blessing.get_int_custom_property("blessed") != 1:
         result = ParityResult(blessed=False, reason=SKIPPED_REASON)
     else:
         model_path = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
         result = check_model(model_path, path_utils.serving_model_path(exported.uri),
-                             eval_examples(examples, num_examples), tolerances)
+                             eval_examples(examples, num_examples), tolerances, unconvertible)
     record(blessing, result, tolerances)
     return result
 
@@ -283,10 +320,12 @@ def EdgeExport(model: InputArtifact[Model], examples: InputArtifact[Examples],
                infra_blessing: InputArtifact[InfraBlessing] = None,
                num_examples: Parameter[int] = 50,
                tflite_tolerance: Parameter[float] = 1e-5,
-               tfjs_tolerance: Parameter[float] = 1e-4) -> None:
-    """Exports the model to TFLite and TF.js and blesses it for push when both answer as it does."""
+               tfjs_tolerance: Parameter[float] = 1e-4,
+               unconvertible: Parameter[str] = "") -> None:
+    """Exports the model to TFLite and TF.js and blesses it for push when both answer as it does
+    (`unconvertible`: why a format may fail to convert; it is then skipped, with that reason)."""
     del code_sha256  # only keys TFX's cache on this code and its tools (components/fingerprints.py)
     if num_examples < 1 or tflite_tolerance < 0 or tfjs_tolerance < 0:
         raise ValueError("EdgeExport needs num_examples >= 1 and tolerances >= 0.")
     run_check(model, examples, infra_blessing, exported_model, parity_blessing, num_examples,
-              {"tflite": tflite_tolerance, "tfjs": tfjs_tolerance})
+              {"tflite": tflite_tolerance, "tfjs": tfjs_tolerance}, unconvertible)

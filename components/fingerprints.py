@@ -23,6 +23,19 @@ def file_sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def tree_sha256(directory: str) -> str:
+    """One hash over a directory's files (relative paths and contents): a TF Hub module the spec names
+    by path (models/kinds.Text), so replacing the module in place re-runs the Trainer."""
+    digest = hashlib.sha256()
+    for parent, dirs, files in sorted(os.walk(directory)):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(parent, name)
+            digest.update(os.path.relpath(path, directory).replace(os.sep, "/").encode() + b"\0")
+            digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
 def code_sha256(*modules: str, root: Optional[str] = None) -> str:
     """One hash over the project files that importing `modules` runs, by relative path and content.
 

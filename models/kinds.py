@@ -11,6 +11,7 @@ Features with the same `share` name use one vocabulary (categorical strings) or 
 and one embedding table: the model's shared layer (`models.layers.SharedEmbedding`).
 """
 import dataclasses
+import os
 from typing import ClassVar, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
@@ -35,12 +36,16 @@ def embedding_dim(num_ids: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ModelInput:
-    """One tensor the Transform graph emits and the model reads: float, or int64 ids in [0, num_ids)."""
+    """One tensor the Transform graph emits and the model reads: float, int64 ids in [0, num_ids), or
+    a string (free text the model encodes itself)."""
     name: str
-    num_ids: Optional[int] = None  # None: a float value
+    num_ids: Optional[int] = None  # None: a float value (or a string, with `text`)
+    text: bool = False
 
     @property
     def dtype(self) -> tf.DType:
+        if self.text:
+            return tf.string
         return tf.float32 if self.num_ids is None else tf.int64
 
 
@@ -145,6 +150,16 @@ class Kind:
     def share_settings(self) -> dict:
         """What features sharing one vocabulary or grid and one embedding must agree on."""
         return {k: v for k, v in self.to_spec().items() if k not in self.column_options}
+
+    def resolve(self, directory: str) -> "Kind":
+        """This feature with paths it names resolved against the spec's directory (the spec travels
+        to Transform and Trainer as JSON, read there from another working directory)."""
+        return self
+
+    def missing_files(self) -> List[str]:
+        """What is wrong with the files this feature needs to be trained (checked before a run, not
+        when the spec is read: clients read it without them)."""
+        return []
 
     def to_spec(self) -> dict:
         """The spec's mapping for this feature (round-trips through `from_spec`)."""
@@ -402,7 +417,56 @@ class Coordinates(Kind):
         return values
 
 
-KINDS: Dict[str, type] = {k.kind: k for k in (Numeric, Categorical, CategoricalInt, Coordinates)}
+# A TF Hub handle that is a web address: TF Hub's download protocol, which this project does not
+# implement (no tensorflow_hub import: README "TF Hub").
+_WEB_HANDLE = ("http://", "https://")
+
+
+@dataclasses.dataclass(frozen=True)
+class Text(Kind):
+    """Free text encoded by a TF Hub-format text-embedding `module` (a TF2 SavedModel mapping a batch
+    of strings to [batch, d]; a local path, relative to the spec, or a URI TensorFlow reads, gs://...).
+
+    The Transform only cleans the string (missing -> "", surrounding whitespace dropped): the module
+    owns its tokenization, and the model (models/layers.TextModuleEmbedding) embeds the text, so the
+    module is saved inside the SavedModel and the served model still takes the raw text."""
+    module: str = ""
+    kind = "text"
+    options = ("module",)
+
+    def __post_init__(self):
+        if not isinstance(self.module, str) or not self.module:
+            raise ValueError("needs `module`: the path of a TF Hub-format text-embedding module "
+                             "(a TF2 SavedModel directory)")
+        if self.module.startswith(_WEB_HANDLE):
+            raise ValueError(
+                f"module: {self.module!r} is a web handle; download the module once and name its "
+                f"directory (reproducible, and hashed into the Trainer's cache key): mkdir -p DIR && "
+                f"curl -L '{self.module}?tf-hub-format=compressed' | tar xz -C DIR")
+
+    def resolve(self, directory):
+        if "://" in self.module or os.path.isabs(self.module):
+            return self
+        return dataclasses.replace(self, module=os.path.normpath(os.path.join(directory, self.module)))
+
+    def missing_files(self):
+        if "://" in self.module or os.path.isfile(os.path.join(self.module, "saved_model.pb")):
+            return []
+        return [f"features.{self.name}: module: {self.module} has no saved_model.pb; a TF Hub-format "
+                "module is a TF2 SavedModel directory"]
+
+    def model_inputs(self):
+        return [ModelInput(transformed_name(self.name), text=True)]
+
+    def transform(self, inputs, shared):
+        return {transformed_name(self.name): clean_strings(inputs[self.name])}
+
+    def encode(self, inputs, shared, settings):
+        return [layers.TextModuleEmbedding(self.module, name=f"{safe_name(self.name)}_text_embedding")(
+            inputs[transformed_name(self.name)])]
+
+
+KINDS: Dict[str, type] = {k.kind: k for k in (Numeric, Categorical, CategoricalInt, Coordinates, Text)}
 
 
 def from_spec(name: str, values: Mapping) -> Kind:

@@ -181,3 +181,41 @@ class Rescale(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class TextModuleEmbedding(tf.keras.layers.Layer):
+    """A TF Hub-format text-embedding module as a frozen layer: [batch] strings -> [batch, d] floats.
+
+    The module is a TF2 SavedModel following TF Hub's Reusable SavedModel API (`__call__` on a batch of
+    strings, `variables`), loaded with `tf.saved_model.load` from a path or any URI TensorFlow's file
+    systems read. Its variables become this layer's (non-trainable) weights and the loaded object is
+    tracked by the layer, so saving the model saves the module's functions, variables and assets
+    inside it: the saved model answers without `module`'s directory.
+    """
+
+    def __init__(self, module: str, **kwargs):
+        kwargs["trainable"] = False  # a pretrained encoder, used as it is (TF Hub's default too)
+        super().__init__(**kwargs)
+        if not isinstance(module, str) or not module:
+            raise ValueError(f"`module` must be a path to a TF Hub-format SavedModel, got {module!r}.")
+        self.module = module
+        self.loaded = tf.saved_model.load(module)
+        if not callable(self.loaded):
+            raise ValueError(f"{module} is a SavedModel without `__call__`: not a TF2 TF Hub module "
+                             "(a TF1 Hub-format module needs converting to TF2 first).")
+        # Tracked as weights (frozen by `trainable=False`): in model.weights, checkpoints, exports.
+        self.module_weights = list(getattr(self.loaded, "variables", []))
+
+    def call(self, texts):
+        outputs = self.loaded(tf.reshape(texts, [-1]))
+        if isinstance(outputs, dict):
+            raise ValueError(f"{self.module} returns a dict {sorted(outputs)}; a text embedding "
+                             "returns one [batch, d] tensor.")
+        if outputs.shape.rank != 2 or outputs.shape[-1] is None:
+            raise ValueError(f"{self.module} returns shape {outputs.shape}; a text embedding "
+                             "returns [batch, d] with a known d.")
+        return tf.cast(outputs, tf.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "module": self.module}

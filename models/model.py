@@ -6,6 +6,10 @@ from models.names import safe_name
 from models.layers import DenseWithActivation, FeatureCross
 from models.spec import DatasetSpec
 
+# The shared representation the task head reads: what the exported feature encoder returns
+# (models/encoder.py).
+ENCODER_OUTPUT = "cross_and_deep"
+
 
 def build_model(spec: DatasetSpec, label_mean: float = 0.0, label_std: float = 1.0) -> tf.keras.Model:
     """One input per transformed feature, each feature's encoder (shared embeddings for share groups),
@@ -26,7 +30,7 @@ def build_model(spec: DatasetSpec, label_mean: float = 0.0, label_std: float = 1
     deep = x0
     for i, units in enumerate(settings.hidden_units):
         deep = DenseWithActivation(units, activation="relu", name=f"deep_{i}")(deep)
-    combined = tf.keras.layers.Concatenate(name="cross_and_deep")([crossed, deep])
+    combined = tf.keras.layers.Concatenate(name=ENCODER_OUTPUT)([crossed, deep])
     label = safe_name(spec.label.name)
     output = spec.task.output(combined, f"{label}_{spec.task.task}_head", label_mean, label_std)
 

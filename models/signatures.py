@@ -7,13 +7,16 @@
   input is named after its column, or after a safe form of it where TensorFlow cannot hold the
   column's name ("mean radius" -> "mean_radius"): models/names.py.
 - `transform_features`: serialized tf.Examples with the label -> transformed features (used by TFMA).
+
+Beside the signatures, the model carries `encoder`: its feature encoder as a TF Hub-format module
+(models/encoder.py), taking the same raw columns as `serving_raw`.
 """
 from typing import Dict
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import missing_values
+from models import encoder, missing_values
 from models.names import raw_input_name
 from models.spec import DatasetSpec
 
@@ -63,10 +66,16 @@ def make_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformO
                                               name=raw_input_name(column))
         for column in spec.serving_columns}
 
+    def parse_raw(raw):
+        return {column: _as_raw_input(raw[raw_input_name(column)], serving_spec[column])
+                for column in spec.serving_columns}
+
     @tf.function(input_signature=[raw_input_signature])
     def serve_raw_features(raw):
-        return predict({column: _as_raw_input(raw[raw_input_name(column)], serving_spec[column])
-                        for column in spec.serving_columns})
+        return predict(parse_raw(raw))
+
+    model.encoder = encoder.make_module(model, model.tft_layer, lambda raw: model.tft_layer(parse_raw(raw)),
+                                        raw_input_signature)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(examples):

@@ -283,7 +283,7 @@ def from_mapping(values: Any, directory: str) -> DatasetSpec:
         fail("features", "must map each feature name to {kind: ...}")
     for feature_name, feature_values in raw_features.items():
         try:
-            features.append(kinds_lib.from_spec(str(feature_name), feature_values))
+            features.append(kinds_lib.from_spec(str(feature_name), feature_values).resolve(directory))
         except (TypeError, ValueError) as e:
             fail(f"features.{feature_name}", str(e))
     _check_shares(features, fail)

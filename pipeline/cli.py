@@ -141,6 +141,11 @@ def run(beam_mode, beam_arg, verbose, print_config, beam_args, **settings):
     # Imported here so `--help` and `--print-config` stay fast.
     from pipeline import data_checks  # pylint: disable=import-outside-toplevel
 
+    missing = [problem for feature in config.spec.features for problem in feature.missing_files()]
+    if missing:
+        _error(f"[bold red]Bad dataset spec[/]: {escape(config.spec.spec_path)}: "
+               f"{escape('; '.join(missing))}")
+        sys.exit(EXIT_BAD_INPUT)
     try:
         check = data_checks.check_data_root(config.data_root, config.spec)
     except data_checks.InputDataError as e:
@@ -352,6 +357,52 @@ def tensorboard(spec_dir, output_dir, run_id, host, port):
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
+
+
+@main.command("export-encoder")
+@config_options("spec_dir", "output_dir")
+@click.option("--run-id", default=None, help="A run id from the metadata store; default: the latest.")
+@click.option("--model-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="A SavedModel the pipeline exported (e.g. a pushed version) instead of a run's.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Where to write the module (a new directory).")
+def export_encoder(spec_dir, output_dir, run_id, model_dir, out_dir):
+    """Save a trained model's feature encoder (raw features -> the representation its head reads) as a
+    TF Hub-format module another model loads with tf.saved_model.load or hub.KerasLayer."""
+    _quiet_libraries(False)
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        _error(f"[red]{escape(out_dir)} is not empty; name a new directory.[/]")
+        sys.exit(EXIT_BAD_INPUT)
+    source = f"the SavedModel {model_dir}"
+    if model_dir is None:
+        from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
+        from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
+
+        config = _config(spec_dir=spec_dir, output_dir=output_dir)
+        try:
+            past = summarize(config.metadata_path, config.pipeline_name, run_id)
+        except (FileNotFoundError, LookupError) as e:
+            _error(f"[red]{escape(str(e))}[/]")
+            sys.exit(EXIT_FAILED)
+        trainer = past.component("Trainer")
+        models = trainer.outputs.get("model") if trainer else None
+        if not models or not os.path.isdir(models[0].uri):
+            _error(f"[red]Run {escape(past.run_id)} has no trained model: its Trainer did not run"
+                   f"{' (' + trainer.state + ')' if trainer else ''}. Pick another with --run-id "
+                   "(`python -m pipeline runs` lists them).[/]")
+            sys.exit(EXIT_FAILED)
+        model_dir = path_utils.serving_model_path(models[0].uri)
+        source = f"the model of run {past.run_id} ({trainer.state})"
+    from models import encoder  # pylint: disable=import-outside-toplevel
+
+    try:
+        output = encoder.export(model_dir, out_dir)
+    except ValueError as e:
+        _error(f"[red]{escape(str(e))}[/]")
+        sys.exit(EXIT_FAILED)
+    console.print(f"The feature encoder of {escape(source)} -> {escape(out_dir)}: raw features (the "
+                  f"inputs of serving_raw) to {output.shape[-1]} floats per example. Load it with "
+                  "tf.saved_model.load(DIR) or hub.KerasLayer(DIR).", soft_wrap=True)
 
 
 @main.command()

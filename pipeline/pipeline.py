@@ -35,6 +35,7 @@ from components.trainer import Trainer
 from pipeline import spans
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 from pipeline.evaluation import eval_config
+from models.kinds import Text
 from models.spec import SPEC_KEY, TRANSFORM_KEYS
 
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
@@ -66,6 +67,11 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     run_spec = config.run_spec
     transform_spec = {SPEC_KEY: run_spec.to_json(TRANSFORM_KEYS)}
     trainer_spec = {SPEC_KEY: run_spec.to_json()}
+    # The spec names a text feature's TF Hub module by path; its content is part of the model.
+    modules = {f.name: fingerprints.tree_sha256(f.module) if os.path.isdir(f.module) else f.module
+               for f in run_spec.features_of_kind(Text)}
+    if modules:
+        trainer_spec["text_modules_sha256"] = modules
     data_root, train_steps, schema_file = config.data_root, config.train_steps, config.schema_path
     if kubeflow:
         data_root = data_types.RuntimeParameter(name="data_root", ptype=str, default=data_root)
@@ -194,6 +200,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         model=trainer.outputs["model"],
         examples=example_gen.outputs["examples"],
         infra_blessing=serving_check.outputs["blessing"],
+        # A TF Hub text module's string ops may have no TFLite / TF.js kernel: such a model is still
+        # pushed (TF Serving runs it), without the format that did not convert, and the record says why.
+        unconvertible=(f"the model embeds text with a TF Hub module (features: {', '.join(modules)})"
+                       if run_spec.features_of_kind(Text) else ""),
         # The converter script, the Node runner and their pinned packages are its code too.
         code_sha256=code("components.edge_export") + tools_sha256())
 

@@ -41,3 +41,34 @@ def write_flights(directory: str, rows: int = 800, seed: int = 0) -> str:
     os.makedirs(directory, exist_ok=True)
     flights(rows, seed).to_csv(os.path.join(directory, "flights.csv"), index=False)
     return directory
+
+
+PRAISE = ["delicious", "friendly", "fresh", "wonderful", "cozy", "tasty"]
+COMPLAINTS = ["cold", "rude", "stale", "noisy", "slow", "bland"]
+FILLER = ["the", "food", "was", "service", "and", "place", "our", "table", "dinner", "very"]
+
+
+def reviews(rows: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Restaurant reviews: whether the guest liked it is in the words of the free-text `review` (a
+    praise word vs a complaint word), barely in the price; a few reviews are missing."""
+    rng = np.random.default_rng(seed)
+    liked = rng.random(rows) < 0.5
+    texts = []
+    for good in liked:
+        words = list(rng.choice(FILLER, rng.integers(3, 8)))
+        words.insert(int(rng.integers(0, len(words) + 1)),
+                     str(rng.choice(PRAISE if good else COMPLAINTS)))
+        texts.append(" ".join(words))
+    review = np.array(texts, dtype=object)
+    review[rng.random(rows) < 0.03] = None
+    return pd.DataFrame({
+        "review": review,
+        "price": rng.lognormal(3.0, 0.4, rows).round(2),
+        "liked": np.where(liked, "yes", "no"),
+    })
+
+
+def write_reviews(directory: str, rows: int = 600, seed: int = 0) -> str:
+    os.makedirs(directory, exist_ok=True)
+    reviews(rows, seed).to_csv(os.path.join(directory, "reviews.csv"), index=False)
+    return directory
