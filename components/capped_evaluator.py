@@ -96,8 +96,11 @@ class Executor(evaluator_executor.Executor):
         splits = json_utils.loads(exec_properties.get(keys.EXAMPLE_SPLITS_KEY) or "null") or ["eval"]
         sample = standard_artifacts.Examples()
         sample.uri = os.path.join(self._get_tmp_dir(), "capped_examples")
-        sample.mlmd_artifact.properties.MergeFrom(examples.mlmd_artifact.properties)
-        sample.mlmd_artifact.custom_properties.MergeFrom(examples.mlmd_artifact.custom_properties)
+        # Split names, payload and file format: key by key (a map's MergeFrom across the
+        # artifacts' protobuf implementations aborts the process).
+        for field in ("properties", "custom_properties"):
+            for name, value in getattr(examples.mlmd_artifact, field).items():
+                getattr(sample.mlmd_artifact, field)[name].CopyFrom(value)
         counts = {}  # split -> (rows evaluated, rows in the split)
         for split in splits:
             counts[split] = sample_split(artifact_utils.get_split_uri([examples], split),
