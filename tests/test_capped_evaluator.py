@@ -4,8 +4,10 @@ import hashlib
 import json
 import os
 
+import ml_metadata as mlmd
 import pytest
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
 from rich.console import Console
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
@@ -37,6 +39,20 @@ def examples(tmp_path_factory, taxi_rows):
                    ONE_INPUT, PIPELINE_SPLITS)
     finally:
         arrow_example_gen.SHARD_INPUT_BYTES = shard_bytes
+
+
+def _through_metadata(artifact, tmp_path):
+    """The artifact as executors get it in a run: stored in ML Metadata and read back."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    store = mlmd.MetadataStore(config)
+    mlmd_artifact = metadata_store_pb2.Artifact()
+    mlmd_artifact.CopyFrom(artifact.mlmd_artifact)
+    mlmd_artifact.type_id = store.put_artifact_type(artifact.artifact_type)
+    (artifact_id,) = store.put_artifacts([mlmd_artifact])
+    stored = standard_artifacts.Examples()
+    stored.set_mlmd_artifact(store.get_artifacts_by_id([artifact_id])[0])
+    return stored
 
 
 def _sample(split_uri):
@@ -81,7 +97,7 @@ def test_the_evaluator_scores_the_sample_and_records_it(examples, saved_model_di
     executor = capped_evaluator.Executor(capped_evaluator.Executor.Context(
         beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
         tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
-    executor.Do({"examples": [examples], "model": [model]},
+    executor.Do({"examples": [_through_metadata(examples, tmp_path)], "model": [model]},
                 {"evaluation": [evaluation], "blessing": [blessing]},
                 {"eval_config": proto_utils.proto_to_json(
                     eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))),
