@@ -12,8 +12,12 @@ run). Prints {component: seconds} as JSON; each time includes loading what the c
   StatisticsGen makes one per split).
 - Transform: the run's transform graph applied to every example the run ingested, parsing included;
   not its analyzers' pass over the train split, which tf.Transform runs in Beam only.
-- Evaluator: the run's model's serving signature on the eval split's examples.
-- The Trainer runs a fixed number of steps, whatever the data size; it has no limit here.
+- Evaluator: the run's model's serving signature on as many eval examples as the Evaluator scored
+  (at most --max-eval-examples, components/capped_evaluator.py).
+- Trainer: a pure tf.data read of the transformed training records (gzipped TFRecords, batched,
+  parsed with the transformed feature spec), at the rate it reaches over up to TRAINER_READ_ROWS of
+  them, for as many examples as the Trainer's epochs took (from its training record): the input
+  pipeline's limit, without the model's own work.
 """
 import argparse
 import glob
@@ -22,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,10 +36,12 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.csv as pa_csv  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from models.spec import HISTORY_FILE  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 from pipeline.run_summary import open_store  # noqa: E402
 
 BATCH_ROWS = 1000
+TRAINER_READ_ROWS = 500_000
 
 
 def as_lists(table: pa.Table) -> pa.RecordBatch:
@@ -85,9 +91,12 @@ def statistics(batches: List[pa.RecordBatch]) -> float:
     return time.perf_counter() - started
 
 
-def _latest(store, type_name: str, example_gen_only: bool = False):
+def _latest(store, type_name: str, example_gen_only: bool = False, transformed: bool = False):
+    """The newest artifact's URI: of ExampleGen's examples, or of Transform's (`transformed`)."""
     artifacts = [a for a in store.get_artifacts_by_type(type_name)
                  if not example_gen_only or "input_fingerprint" in a.custom_properties]
+    if transformed:
+        artifacts = [a for a in artifacts if "input_fingerprint" not in a.custom_properties]
     return max(artifacts, key=lambda a: a.id).uri
 
 
@@ -114,15 +123,45 @@ def transform(examples_uri: str, transform_graph_uri: str) -> float:
     return time.perf_counter() - started
 
 
-def evaluation(examples_uri: str, model_uri: str) -> float:
+def evaluation(examples_uri: str, model_uri: str, rows: Optional[int]) -> float:
+    """The signature on the first `rows` eval examples (None: all)."""
     from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
 
     started = time.perf_counter()
     signature = tf.saved_model.load(path_utils.serving_model_path(model_uri)).signatures[
         "serving_default"]
-    for batch in _examples(examples_uri, ("eval",)):
+    batches = _examples(examples_uri, ("eval",))
+    if rows is not None:
+        batches = batches.unbatch().take(rows).batch(BATCH_ROWS)
+    for batch in batches:
         signature(examples=batch)
     return time.perf_counter() - started
+
+
+def training_read(transformed_uri: str, transform_graph_uri: str, history: dict,
+                  batch_size: int) -> float:
+    """Seconds a pure tf.data read takes for the examples the Trainer's epochs went through."""
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+
+    spec = tft.TFTransformOutput(transform_graph_uri).transformed_feature_spec()
+    files = sorted(glob.glob(os.path.join(transformed_uri, "Split-train", "*")))
+    dataset = (tf.data.TFRecordDataset(files, "GZIP").take(TRAINER_READ_ROWS).batch(batch_size)
+               .map(lambda batch: tf.io.parse_example(batch, spec), tf.data.AUTOTUNE)
+               .prefetch(tf.data.AUTOTUNE))
+    started, rows = time.perf_counter(), 0
+    for batch in dataset:
+        rows += int(tf.shape(next(iter(batch.values())))[0])
+    per_row = (time.perf_counter() - started) / max(rows, 1)
+    return per_row * history["epochs_run"] * history["steps_per_epoch"] * batch_size
+
+
+def _evaluated_rows(store) -> Optional[int]:
+    """How many eval examples the latest Evaluator scored, if it recorded it."""
+    evaluations = store.get_artifacts_by_type("ModelEvaluation")
+    if not evaluations:
+        return None
+    recorded = max(evaluations, key=lambda a: a.id).custom_properties.get("evaluated_examples")
+    return recorded.int_value if recorded is not None else None
 
 
 def measure(data_root: str, output_dir: str) -> Dict[str, float]:
@@ -132,7 +171,14 @@ def measure(data_root: str, output_dir: str) -> Dict[str, float]:
     limits["CsvExampleGen"], batches = ingestion(data_root)
     limits["StatisticsGen"] = statistics(batches)
     limits["Transform"] = transform(examples, _latest(store, "TransformGraph"))
-    limits["Evaluator"] = evaluation(examples, _latest(store, "Model"))
+    limits["Evaluator"] = evaluation(examples, _latest(store, "Model"), _evaluated_rows(store))
+    history_path = os.path.join(_latest(store, "ModelRun"), HISTORY_FILE)
+    if os.path.exists(history_path):
+        with open(history_path, encoding="utf-8") as f:
+            history = json.load(f)
+        limits["Trainer"] = training_read(
+            _latest(store, "Examples", transformed=True), _latest(store, "TransformGraph"), history,
+            PipelineConfig(output_dir=output_dir).training.batch_size)
     return {name: round(seconds, 2) for name, seconds in limits.items()}
 
 

@@ -13,7 +13,11 @@ Spark still spread it over workers):
   `_PartitionFn`), so each row lands in the split CsvExampleGen puts it in;
 - the shuffle before writing, per block instead of per row: each split is written in shards whose rows
   are in the order of their sha256, so the written order is mixed (a CSV sorted by time is not trained
-  on in time order) and reproducible.
+  on in time order) and reproducible;
+- a shuffle that holds no rows: each worker appends its blocks' rows to spill files of their shard
+  (beside the output), and only the files' paths go through Beam's GroupByKey. Beam's local runners
+  hold a shuffle's whole input in the memory of the process running the pipeline (~0.5 KB per taxi row
+  here), so ExampleGen's memory would grow with the data; now it holds a block and one shard at a time.
 
 The artifact is CsvExampleGen's: gzipped TFRecords of tf.Examples in Split-<name>/, the same split
 names, payload and file format properties; span, version and input fingerprint come from TFX's
@@ -23,6 +27,8 @@ import hashlib
 import math
 import os
 import re
+import struct
+import uuid
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
@@ -48,8 +54,11 @@ from tfx_bsl.coders.csv_decoder import ColumnType, ColumnTypeInferrer
 
 # pyarrow reads a file in blocks of this many bytes: one RecordBatch, one unit of work, each.
 BLOCK_BYTES = 4 << 20
-# Input bytes per output shard (a file per split): a shard's rows are held together to be ordered.
+# Input bytes per output shard (a file per split): a shard's rows are held together to be ordered, the
+# most ExampleGen holds in memory (with one block per worker).
 SHARD_INPUT_BYTES = 64 << 20
+# The shuffle's spill files, inside the output artifact while ExampleGen runs.
+SPILL_DIR = ".spill"
 # Cells whose value pyarrow parses as Python's int()/float() would (Python parses a few more forms:
 # '+1', ' 1', '1_000', 'nan', 'inf', longer integers; those take the per-value path).
 _PLAIN_INT = r"^-?[0-9]{1,18}$"  # 18 digits always fit int64
@@ -276,24 +285,88 @@ def encode_file(path: str, column_names: List[str], column_types: ColumnTypes,
             yield (split, shard), (order_keys[rows], [records[i] for i in rows])
 
 
+_CHUNK_HEADER = struct.Struct("<Q")  # rows in the chunk
+
+
+def _chunk(order_keys: np.ndarray, records: List[bytes]) -> bytes:
+    """A spill file's unit: the rows' count, sort keys and lengths, then the serialized rows."""
+    lengths = np.fromiter(map(len, records), np.uint32, len(records))
+    return b"".join([_CHUNK_HEADER.pack(len(records)), order_keys.astype("<u8").tobytes(),
+                     lengths.astype("<u4").tobytes(), *records])
+
+
+def _read_chunks(data: bytes) -> Iterator[Tuple[np.ndarray, np.ndarray, int]]:
+    """Each chunk of a spill file: its sort keys, its rows' lengths and where its rows start."""
+    offset = 0
+    while offset < len(data):
+        (count,) = _CHUNK_HEADER.unpack_from(data, offset)
+        offset += _CHUNK_HEADER.size
+        order_keys = np.frombuffer(data, "<u8", count, offset)
+        lengths = np.frombuffer(data, "<u4", count, offset + 8 * count)
+        offset += 12 * count
+        yield order_keys, lengths, offset
+        offset += int(lengths.sum())
+
+
+class SpillShards(beam.DoFn):
+    """Encodes a CSV file and appends each block's rows to a spill file per (split, shard) in
+    `spill_dir`; yields ((split, shard), spill file) for each, after the whole file."""
+
+    def __init__(self, column_names: List[str], cumulative_buckets: Optional[List[int]],
+                 split_index: int, num_shards: int, spill_dir: str):
+        self._encode_args = (column_names, cumulative_buckets, split_index, num_shards)
+        self._spill_dir = spill_dir
+
+    def process(self, path, column_types):
+        column_names, buckets, split_index, num_shards = self._encode_args
+        prefix = os.path.join(self._spill_dir, uuid.uuid4().hex)  # a retried bundle writes anew
+        spills = {}
+        try:
+            for key, (order_keys, records) in encode_file(path, column_names, column_types, buckets,
+                                                          split_index, num_shards):
+                if key not in spills:
+                    spills[key] = fileio.open(f"{prefix}-{key[0]}-{key[1]}", "wb")
+                spills[key].write(_chunk(order_keys, records))
+        finally:
+            for spill in spills.values():
+                spill.close()
+        for key in sorted(spills):
+            yield key, f"{prefix}-{key[0]}-{key[1]}"
+
+
 class WriteShard(beam.DoFn):
-    """Writes one shard of a split: its rows in the order of their hash, to a gzipped TFRecord file."""
+    """Writes one shard of a split from its spill files: its rows in the order of their hash, to a
+    gzipped TFRecord file; removes the spill files."""
 
     def __init__(self, split_uris: List[str], num_shards: int):
         self._split_uris = split_uris
         self._num_shards = num_shards
 
     def process(self, element):
-        (split, shard), parts = element
-        parts = list(parts)
-        order_keys = np.concatenate([keys_ for keys_, _ in parts])
-        records = [record for _, block in parts for record in block]
+        (split, shard), spill_paths = element
+        spill_paths = sorted(spill_paths)
+        spills, order_keys, lengths, starts, owners = [], [], [], [], []
+        for path in spill_paths:
+            with fileio.open(path, "rb") as f:
+                spills.append(f.read())
+            for chunk_keys, chunk_lengths, start in _read_chunks(spills[-1]):
+                order_keys.append(chunk_keys)
+                lengths.append(chunk_lengths)
+                starts.append(start + np.concatenate([[0], np.cumsum(chunk_lengths[:-1],
+                                                                     dtype=np.int64)]))
+                owners.append(np.full(len(chunk_keys), len(spills) - 1))
+        order_keys, lengths, starts, owners = (
+            np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            for parts in (order_keys, lengths, starts, owners))
         path = os.path.join(self._split_uris[split], f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-"
                             f"{shard:05d}-of-{self._num_shards:05d}.gz")
         with tf.io.TFRecordWriter(path, "GZIP") as writer:
-            for i in np.argsort(order_keys, kind="stable"):
-                writer.write(records[i])
-        yield len(records)
+            for i in np.argsort(order_keys, kind="stable"):  # equal keys: equal rows
+                start = int(starts[i])
+                writer.write(spills[owners[i]][start:start + int(lengths[i])])
+        for spill_path in spill_paths:
+            fileio.remove(spill_path)
+        yield len(order_keys)
 
 
 def csv_files(input_base: str, pattern: str) -> Tuple[List[str], List[str]]:
@@ -313,14 +386,17 @@ def csv_files(input_base: str, pattern: str) -> Tuple[List[str], List[str]]:
 
 
 class CsvToShards(beam.PTransform):
-    """The CSV files of one input split -> ((split, shard), (sort keys, serialized tf.Examples))."""
+    """The CSV files of one input split -> ((split, shard), spill file) with `spill_dir` (SpillShards),
+    else ((split, shard), (sort keys, serialized tf.Examples)) per block."""
 
     def __init__(self, files: List[str], column_names: List[str],
-                 cumulative_buckets: Optional[List[int]], split_index: int, num_shards: int):
+                 cumulative_buckets: Optional[List[int]], split_index: int, num_shards: int,
+                 spill_dir: Optional[str] = None):
         super().__init__()
         self._files, self._column_names = files, column_names
         self._buckets, self._split_index, self._num_shards = (cumulative_buckets, split_index,
                                                               num_shards)
+        self._spill_dir = spill_dir
 
     def expand(self, pipeline):
         # One element per file, spread over workers.
@@ -329,6 +405,10 @@ class CsvToShards(beam.PTransform):
             files
             | "InferTypes" >> beam.Map(infer_file_types, self._column_names)
             | "MergeTypes" >> beam.CombineGlobally(merge_types))
+        if self._spill_dir:
+            return files | "Spill" >> beam.ParDo(SpillShards(
+                self._column_names, self._buckets, self._split_index, self._num_shards,
+                self._spill_dir), column_types)
         return files | "Encode" >> beam.FlatMap(encode_file, self._column_names, column_types,
                                                 self._buckets, self._split_index, self._num_shards)
 
@@ -375,13 +455,17 @@ class Executor(BaseExampleGenExecutor):
         num_shards = max(_num_shards(files) for (files, _), _, _ in read)
         for uri in split_uris:
             fileio.makedirs(uri)
+        # Beside the splits, on the same filesystem (a bucket on a cluster), which every worker sees.
+        spill_dir = os.path.join(artifact_utils.get_single_uri(examples), SPILL_DIR)
+        fileio.makedirs(spill_dir)
         with self._make_beam_pipeline() as pipeline:
             shards = [pipeline | f"ReadSplit[{index}]" >> CsvToShards(
-                files, column_names, buckets, index, num_shards)
+                files, column_names, buckets, index, num_shards, spill_dir)
                 for (files, column_names), buckets, index in read]
             _ = (shards | "Flatten" >> beam.Flatten()
                  | "GroupShards" >> beam.GroupByKey()
                  | "WriteShards" >> beam.ParDo(WriteShard(split_uris, num_shards)))
+        fileio.rmtree(spill_dir)
         for uri in split_uris:  # a split no row hashed into is still a readable, empty split
             if not fileio.glob(os.path.join(uri, "*")):
                 tf.io.TFRecordWriter(os.path.join(

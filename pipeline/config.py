@@ -138,6 +138,10 @@ class PipelineConfig:
         False, "Go on although the data drifted from the previous run's beyond the schema's "
         "thresholds (after reviewing the drift); the drift is still reported. The next run "
         "compares with this run's data.")
+    # The Evaluator's sample of a large eval split (components/capped_evaluator.py).
+    max_eval_examples: int = setting(
+        100_000, "The Evaluator scores at most this many eval examples: above it, the same sample of "
+        "rows in every run (those of smallest hash); 0: every eval example.", min=0)
     # The serving check before push (components/serving_check.py).
     serving_check_examples: int = setting(
         100, "Eval examples the serving check sends through the serving runtime's REST API.", min=1)
@@ -175,6 +179,9 @@ class PipelineConfig:
             spec.task.gated_metric.check_threshold(self.gate_threshold)
         if self.gate_max_regression is not None and self.gate_max_regression < 0:
             raise ValueError(f"gate_max_regression must be at least 0, got {self.gate_max_regression}.")
+        if self.max_eval_examples < 0:
+            raise ValueError(f"max_eval_examples must be at least 0 (0: no cap), got "
+                             f"{self.max_eval_examples}.")
         if self.span_window < 1:
             raise ValueError(f"span_window must be at least 1, got {self.span_window}.")
         if self.distribution_strategy not in DISTRIBUTION_STRATEGIES:

@@ -22,6 +22,7 @@ from tfx.types import Channel, standard_artifacts
 from components.arrow_example_gen import ArrowCsvExampleGen
 from components.atomic_pusher import AtomicPusher
 from components.baseline_resolver import LatestBlessedBaselineStrategy
+from components.capped_evaluator import CappedEvaluator
 from components import fingerprints
 from components.data_gate import DataValidationGate
 from components.drift_check import DriftCheck
@@ -176,11 +177,15 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
             model_blessing=Channel(type=standard_artifacts.ModelBlessing))
     model_resolver = model_resolver.with_id("latest_blessed_model_resolver")
 
-    evaluator = tfx_components.Evaluator(
+    # TFX's Evaluator, on a fixed sample of the eval split when it holds more than
+    # `max_eval_examples` rows (components/capped_evaluator.py).
+    evaluator = CappedEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
-        eval_config=eval_config(config))
+        eval_config=eval_config(config),
+        max_examples=config.max_eval_examples,
+        code_sha256=code("components.capped_evaluator")).with_id("Evaluator")
 
     # The candidate, served by the serving runtime, must answer as the model does in-process, and fast.
     serving_check = ServingCheck(

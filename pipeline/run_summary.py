@@ -48,6 +48,9 @@ class RunSummary:
     # The Trainer's record (models/trainer.py): examples, steps per epoch, epochs run, the best
     # epoch, per-epoch losses and metrics; None if no Trainer ran or cached.
     training: Optional[Dict[str, object]] = None
+    # The Evaluator's examples: {"evaluated": n, "split_examples": m}, n < m when a sample was scored
+    # (components/capped_evaluator.py); None if it did not record them.
+    evaluation_examples: Optional[Dict[str, int]] = None
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -59,6 +62,7 @@ class RunSummary:
             "started_ms": self.started_ms,
             "data": self.data,
             "training": self.training,
+            "evaluation_examples": self.evaluation_examples,
             "components": [{"name": c.name, "state": c.state, "seconds": round(c.seconds, 3)}
                            for c in self.components],
             "metrics": self.metrics,
@@ -258,7 +262,12 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: Optional[str] = No
         summary.training = _training_record(trainer.outputs["model_run"][0].uri)
     evaluator = summary.component("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):
-        _load_evaluation(summary, evaluator.outputs["evaluation"][0].uri)
+        evaluation = evaluator.outputs["evaluation"][0]
+        _load_evaluation(summary, evaluation.uri)
+        recorded = _custom_properties(evaluation)
+        if {"evaluated_examples", "split_examples"} <= recorded.keys():
+            summary.evaluation_examples = {"evaluated": recorded["evaluated_examples"],
+                                           "split_examples": recorded["split_examples"]}
     if evaluator and evaluator.outputs.get("blessing"):
         blessing = evaluator.outputs["blessing"][0]
         summary.blessed = blessing.custom_properties["blessed"].int_value == 1

@@ -133,6 +133,12 @@ def render(summary: RunSummary, console: Console) -> None:
         console.print(training_line(summary.training), soft_wrap=True)
     if summary.metrics:
         console.print(metrics_table(summary))
+        sample = summary.evaluation_examples
+        if sample and sample["evaluated"] < sample["split_examples"]:
+            console.print(
+                f"Evaluated a sample: {sample['evaluated']:,} of the eval split's "
+                f"{sample['split_examples']:,} examples, the same rows every run (--max-eval-examples "
+                "sets the cap; 0 scores them all).", soft_wrap=True)
         examples = summary.metrics.get("Overall", {}).get("example_count")
         if examples is not None and examples < SMALL_EVAL_SPLIT:
             console.print(

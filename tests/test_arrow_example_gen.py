@@ -4,6 +4,7 @@ import csv
 import glob
 import hashlib
 import os
+import tracemalloc
 
 import apache_beam as beam
 from apache_beam.testing import util as beam_util
@@ -201,3 +202,36 @@ def test_files_with_different_headers_are_named(tmp_path, taxi_rows):
     with pytest.raises(arrow_example_gen.CsvReadError,
                        match=rf"{tmp_path / 'data' / 'b.csv'} and {first} have different header rows"):
         run(arrow_example_gen.Executor, str(tmp_path / "data"), str(tmp_path / "out"))
+
+
+def _traced_run(input_base, output_uri):
+    """The run's examples, the most Python memory it held at once beyond what it left allocated
+    (e.g. modules it imported), and the bytes of the examples it wrote."""
+    tracemalloc.start()
+    try:
+        examples = run(arrow_example_gen.Executor, input_base, output_uri)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    written = sum(len(r) for split in ("train", "eval") for r in records(examples, split))
+    return examples, peak - kept, written
+
+
+def test_memory_does_not_grow_with_the_rows(tmp_path, taxi_rows, monkeypatch):
+    """Beam's local runners hold a shuffle's whole input in memory; ExampleGen's rows go through
+    spill files and only their paths through the shuffle, so it holds a block and a shard at a time,
+    whatever the number of rows."""
+    fieldnames, rows = taxi_rows
+    monkeypatch.setattr(arrow_example_gen, "BLOCK_BYTES", 256 << 10)
+    write_csv(str(tmp_path / "small" / "a.csv"), fieldnames, rows)
+    monkeypatch.setattr(arrow_example_gen, "SHARD_INPUT_BYTES", os.path.getsize(
+        tmp_path / "small" / "a.csv") // 4 + 1)
+    for name in ("a", "b", "c"):
+        write_csv(str(tmp_path / "large" / f"{name}.csv"), fieldnames, rows)
+    _, small_peak, small_written = _traced_run(str(tmp_path / "small"), str(tmp_path / "s"))
+    examples, large_peak, large_written = _traced_run(str(tmp_path / "large"), str(tmp_path / "l"))
+    assert sum(len(records(examples, split)) for split in ("train", "eval")) == 3 * len(rows)
+    # Holding the rows would add more than the added rows' bytes.
+    assert large_peak - small_peak < (large_written - small_written) / 4, (
+        small_peak, large_peak, small_written, large_written)
+    assert sorted(os.listdir(examples.uri)) == ["Split-eval", "Split-train"]  # spill files removed

@@ -29,6 +29,7 @@ TYPES = client.serving_column_types(TAXI_SPEC)
 pytestmark = pytest.mark.slow
 
 PIPELINE_NAME = "taxi_big_tipper"
+MAX_EVAL_EXAMPLES = 500
 
 
 def _label(row):
@@ -37,7 +38,9 @@ def _label(row):
 
 def _args(data_root, root):
     return ["--data-root", data_root, "--output-dir", str(root / "out"),
-            "--serving-dir", str(root / "serving"), "--train-steps", "300", "--eval-steps", "10"]
+            "--serving-dir", str(root / "serving"), "--train-steps", "300", "--eval-steps", "10",
+            # ~600 eval rows: the Evaluator scores a sample (components/capped_evaluator.py).
+            "--max-eval-examples", str(MAX_EVAL_EXAMPLES)]
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +163,12 @@ def test_every_run_leaves_a_record_and_the_runs_command_lists_them(runs):
     first, second = records[runs["first_id"]], records[runs["second_id"]]
     assert first["blessed"] is True and first["pushed_this_run"] is True
     assert first["data"]["input_fingerprint"] and first["metrics"]["Overall"]["auc"] > 0.85
+    # The eval cap applied, and said so.
+    assert first["metrics"]["Overall"]["example_count"] == MAX_EVAL_EXAMPLES
+    assert first["evaluation_examples"]["evaluated"] == MAX_EVAL_EXAMPLES
+    assert first["evaluation_examples"]["split_examples"] > MAX_EVAL_EXAMPLES
+    assert (f"Evaluated a sample: {MAX_EVAL_EXAMPLES} of the eval split's "
+            f"{first['evaluation_examples']['split_examples']} examples") in runs["first"].stdout
     assert {c["name"] for c in first["components"]} >= {"Transform", "Trainer", "Evaluator"}
     assert second["pushed_this_run"] is False and second["pushed_path"] == first["pushed_path"]
     assert first["error"] is second["error"] is None

@@ -145,7 +145,7 @@ def test_editing_the_dataset_spec_changes_the_keys_of_what_builds_from_it(tmp_pa
 
 
 CODE_KEYED = {"CsvExampleGen", "ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform",
-              "Trainer", "ServingCheck", "EdgeExport", "Pusher"}
+              "Trainer", "Evaluator", "ServingCheck", "EdgeExport", "Pusher"}
 
 
 @pytest.fixture
@@ -202,6 +202,7 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
     ("pipeline/serving/rest.py", {"ServingCheck"}),  # the server it starts imports it when it starts
     ("components/atomic_pusher.py", {"Pusher"}),
     ("components/arrow_example_gen.py", {"CsvExampleGen"}),
+    ("components/capped_evaluator.py", {"Evaluator"}),
     # The TF.js tools: the converter, the Node runner and the pinned packages (no Python imports them).
     ("components/tfjs/convert.py", {"EdgeExport"}),
     ("components/tfjs/predict.js", {"EdgeExport"}),
@@ -308,6 +309,8 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     assert gate.threshold.value_threshold.lower_bound.value == pytest.approx(0.77)
     assert gate.threshold.change_threshold.absolute.value < 0
     assert eval_config.model_specs[0].label_key == TAXI_SPEC.transformed_label
+    # A sample of a large eval split (components/capped_evaluator.py).
+    assert components["Evaluator"].exec_properties["max_examples"] == 100_000
 
 
 SERVING_CHECK = (r"serving_check_examples must be positive, serving_check_tolerance at least 0 and "
@@ -321,6 +324,7 @@ SERVING_CHECK = (r"serving_check_examples must be positive, serving_check_tolera
     ({"max_epochs": 0}, r"Training setting max_epochs: 0 must be a positive integer"),
     ({"gate_threshold": 1.5}, r"a threshold on auc must be in \[0, 1\], got 1\.5"),
     ({"span_window": 0}, r"span_window must be at least 1, got 0"),
+    ({"max_eval_examples": -1}, r"max_eval_examples must be at least 0 \(0: no cap\), got -1"),
     ({"distribution_strategy": "tpu"}, r"distribution_strategy must be one of .*got 'tpu'"),
     ({"serving_check_tolerance": -1e-6}, SERVING_CHECK),
     ({"serving_check_max_p50_ms": 0}, SERVING_CHECK), ({"serving_check_examples": 0}, SERVING_CHECK)])

@@ -1,0 +1,126 @@
+"""The Evaluator's cap: a sample fixed by each row's hash, scored by TFX's real Evaluator executor."""
+import glob
+import hashlib
+import json
+import os
+
+import ml_metadata as mlmd
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from rich.console import Console
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components import arrow_example_gen, capped_evaluator
+from pipeline.config import PipelineConfig
+from pipeline.evaluation import eval_config
+from pipeline.run_summary import RunSummary
+from pipeline.summary_view import render
+from tests.conftest import write_csv
+from tests.test_arrow_example_gen import ONE_INPUT, records, run
+
+PIPELINE_SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
+    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory, taxi_rows):
+    """ExampleGen's artifact of 1,500 taxi rows in three files (~300 eval rows in three shards)."""
+    fieldnames, rows = taxi_rows
+    root = tmp_path_factory.mktemp("capped")
+    for i in range(3):
+        write_csv(str(root / "data" / f"{i}.csv"), fieldnames, rows[i * 500:(i + 1) * 500])
+    arrow_example_gen.SHARD_INPUT_BYTES, shard_bytes = 60_000, arrow_example_gen.SHARD_INPUT_BYTES
+    try:
+        return run(arrow_example_gen.Executor, str(root / "data"), str(root / "examples"),
+                   ONE_INPUT, PIPELINE_SPLITS)
+    finally:
+        arrow_example_gen.SHARD_INPUT_BYTES = shard_bytes
+
+
+def _through_metadata(artifact, tmp_path):
+    """The artifact as executors get it in a run: stored in ML Metadata and read back."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    store = mlmd.MetadataStore(config)
+    mlmd_artifact = metadata_store_pb2.Artifact()
+    mlmd_artifact.CopyFrom(artifact.mlmd_artifact)
+    mlmd_artifact.type_id = store.put_artifact_type(artifact.artifact_type)
+    (artifact_id,) = store.put_artifacts([mlmd_artifact])
+    stored = standard_artifacts.Examples()
+    stored.set_mlmd_artifact(store.get_artifacts_by_id([artifact_id])[0])
+    return stored
+
+
+def _sample(split_uri):
+    return [r for path in sorted(glob.glob(os.path.join(split_uri, "*")))
+            for r in tf.data.TFRecordDataset(path, "GZIP").as_numpy_iterator()]
+
+
+def test_the_sample_is_the_rows_of_smallest_hash_whatever_the_files(examples, tmp_path):
+    eval_rows = records(examples, "eval")
+    assert len(glob.glob(os.path.join(examples.uri, "Split-eval", "*"))) > 1
+    written, total = capped_evaluator.sample_split(os.path.join(examples.uri, "Split-eval"),
+                                                   str(tmp_path / "sample"), 100)
+    assert (written, total) == (100, len(eval_rows))
+    sample = _sample(str(tmp_path / "sample"))
+    assert sorted(sample) == sorted(sorted(eval_rows, key=lambda r: hashlib.sha256(r).digest())[:100])
+    # The same rows in one file, in another order: the same sample.
+    (tmp_path / "one").mkdir()
+    with tf.io.TFRecordWriter(str(tmp_path / "one" / "all.gz"), "GZIP") as writer:
+        for record in reversed(eval_rows):
+            writer.write(record)
+    capped_evaluator.sample_split(str(tmp_path / "one"), str(tmp_path / "again"), 100)
+    assert sorted(_sample(str(tmp_path / "again"))) == sorted(sample)
+
+
+def test_a_split_under_the_cap_is_counted_and_not_copied(examples, tmp_path):
+    eval_rows = records(examples, "eval")
+    assert capped_evaluator.sample_split(os.path.join(examples.uri, "Split-eval"),
+                                         str(tmp_path / "sample"), len(eval_rows)) == (
+        len(eval_rows), len(eval_rows))
+    assert not os.path.exists(tmp_path / "sample")
+
+
+def test_the_evaluator_scores_the_sample_and_records_it(examples, saved_model_dir, tmp_path):
+    """TFX's Evaluator executor on the capped sample: its metrics count the cap's rows, and the
+    evaluation artifact says how many of how many."""
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    os.makedirs(model.uri)
+    os.symlink(saved_model_dir, os.path.join(model.uri, "Format-Serving"))
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
+    executor = capped_evaluator.Executor(capped_evaluator.Executor.Context(
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
+    executor.Do({"examples": [_through_metadata(examples, tmp_path)], "model": [model]},
+                {"evaluation": [evaluation], "blessing": [blessing]},
+                {"eval_config": proto_utils.proto_to_json(
+                    eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))),
+                 "example_splits": "null", "max_examples": 120, "code_sha256": "x"})
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+
+    overall = dict(tfma.load_eval_result(evaluation.uri).slicing_metrics)[()][""][""]
+    eval_rows = len(records(examples, "eval"))
+    assert eval_rows > 200 and overall["example_count"]["doubleValue"] == 120
+    assert evaluation.get_int_custom_property("evaluated_examples") == 120
+    assert evaluation.get_int_custom_property("split_examples") == eval_rows
+    assert not glob.glob(str(tmp_path / "tmp" / "1" / "*"))  # the sample is removed
+
+
+def test_the_run_summary_states_the_sample(tmp_path):
+    console = Console(record=True, width=200)
+    summary = RunSummary(run_id="r", components=[],
+                         metrics={"Overall": {"example_count": 100_000.0, "auc": 0.95}},
+                         evaluation_examples={"evaluated": 100_000, "split_examples": 300_123})
+    render(summary, console)
+    assert "Evaluated a sample: 100,000 of the eval split's 300,123 examples" in console.export_text()
+    summary.evaluation_examples = {"evaluated": 3_000, "split_examples": 3_000}
+    console = Console(record=True, width=200)
+    render(summary, console)
+    assert "sample" not in console.export_text()
+    assert json.loads(json.dumps(summary.to_record()))["evaluation_examples"]["evaluated"] == 3_000
