@@ -6,12 +6,15 @@ by the EdgeExport's own code (components/edge_formats.py); the page comes from t
 server, a subprocess on a free 127.0.0.1 port.
 """
 import collections
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -19,6 +22,7 @@ import urllib.parse
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from click.testing import CliRunner
 
 from components import edge_formats
@@ -29,6 +33,7 @@ from pipeline.cli import main
 from pipeline.demo import page as demo_page
 from tests import report_browser
 from tests.conftest import TAXI_SPEC, cli_env
+from tests.test_edge_export import _task_spec
 
 pytestmark = pytest.mark.skipif(not os.path.exists(report_browser.CHROMIUM),
                                 reason="Chromium is not installed (`make chromium`)")
@@ -38,24 +43,25 @@ TOLERANCE = 1e-4  # TF.js against the SavedModel, as the parity check before pus
 UNSEEN = {"payment_type": "Bitcoin", "company": "  Nowhere Cab Co  "}  # in no vocabulary; padded
 
 
-@pytest.fixture(scope="module")
-def serving_dir(tmp_path_factory, saved_model_dir):
-    """<dir>/big_tipper/1/: the SavedModel with its TF.js export beside it, as the Pusher leaves it."""
-    root = tmp_path_factory.mktemp("demo_serving")
-    version = root / MODEL_NAME / "1"
+def push_with_tfjs(saved_model_dir, serving_root, model_name):
+    """<serving_root>/<model_name>/1/: the SavedModel with its TF.js export beside it, as the Pusher
+    leaves it (the export made by the EdgeExport's own code)."""
+    version = os.path.join(serving_root, model_name, "1")
     shutil.copytree(saved_model_dir, version)
-    constant_tables = str(tmp_path_factory.mktemp("demo_work") / "constant_tables")
+    constant_tables = tempfile.mkdtemp(prefix="demo_constant_tables_")
     with edge_formats.TfjsConverter() as converter:
         edge_formats.constant_table_model(tf.saved_model.load(saved_model_dir), constant_tables)
-        converter.convert(constant_tables, str(version / "tfjs"))
-    return str(root)
+        converter.convert(constant_tables, os.path.join(version, "tfjs"))
+    shutil.rmtree(constant_tables, ignore_errors=True)
+    return serving_root
 
 
-@pytest.fixture(scope="module")
-def demo_url(serving_dir):
-    """`python -m pipeline demo --port 0`, as a user starts it; its URL once it listens."""
+@contextlib.contextmanager
+def demo_server(serving_root, *args):
+    """`python -m pipeline demo --port 0`, as a user starts it; its URL once it listens. Ctrl+C
+    stops it cleanly."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "demo", "--serving-dir", serving_dir, "--port", "0"],
+        [sys.executable, "-m", "pipeline", "demo", "--serving-dir", serving_root, "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     lines = []
 
@@ -70,11 +76,22 @@ def demo_url(serving_dir):
             break
         time.sleep(0.5)
     try:
-        assert url, f"no URL printed: {''.join(lines)} {process.stderr.read() if process.poll() is not None else ''}"
+        assert url, "".join(lines) + (process.stderr.read() if process.poll() is not None else "")
         yield url
     finally:
-        process.send_signal(signal.SIGINT)  # Ctrl+C
+        process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, process.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def serving_dir(tmp_path_factory, saved_model_dir):
+    return push_with_tfjs(saved_model_dir, str(tmp_path_factory.mktemp("demo_serving")), MODEL_NAME)
+
+
+@pytest.fixture(scope="module")
+def demo_url(serving_dir):
+    with demo_server(serving_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +148,7 @@ def cases(taxi_rows):
     return rows
 
 
-@pytest.fixture(scope="module")
-def expected(saved_model_dir, cases):
+def saved_model_expected(saved_model_dir, rows):
     """The SavedModel's serving_raw on the same raw values: an empty field is the column's marker."""
     model = tf.saved_model.load(saved_model_dir)
     spec = raw_input_spec(model)
@@ -142,15 +158,26 @@ def expected(saved_model_dir, cases):
         if text == "":
             return missing_values.marker(dtype)
         return text if dtype == tf.string else dtype.as_numpy_dtype(float(text))
-    columns = columns_of([{n: typed(n, row[n]) for n in spec} for row in cases], spec)
+    columns = columns_of([{n: typed(n, row[n]) for n in spec} for row in rows], spec)
     return saved_model_answers(model, columns)
 
 
+@pytest.fixture(scope="module")
+def expected(saved_model_dir, cases):
+    return saved_model_expected(saved_model_dir, cases)
+
+
 def assert_same(answer, expected, i):
+    """The page's answer for case i is the SavedModel's: numbers within the tolerance (absolute up to
+    1, relative above, as the parity check measures), class names equal."""
     assert set(answer) == set(expected)
     for key, want in expected.items():
+        if want.dtype == object:
+            assert list(answer[key]) == list(want[i]), f"case {i}: {key}"
+            continue
         got = np.asarray(answer[key], dtype=np.float64).reshape(-1)
-        np.testing.assert_allclose(got, want[i], atol=TOLERANCE, rtol=0, err_msg=f"case {i}: {key}")
+        assert np.all(np.abs(got - want[i]) <= TOLERANCE * np.maximum(1.0, np.abs(want[i]))), \
+            f"case {i}: {key} {got} vs the SavedModel's {want[i]}"
 
 
 def query(row):
@@ -219,6 +246,44 @@ def test_a_value_that_is_not_a_number_is_named_and_unknown_parameters_are_ignore
     visit.page.goto(f"{demo_url}?trip_start_hour=8.5")
     visit.page.wait_for_selector("#prediction[data-state=invalid]")
     assert visit.page.inner_text("#prediction") == 'trip_start_hour: "8.5" is not an integer'
+
+
+@pytest.mark.slow  # a tf.Transform analysis on Beam and a TF.js conversion per task: ~40 s each
+@pytest.mark.parametrize("label, shown", [
+    ({"column": "payment_type", "task": "multiclass", "classes": ["Cash", "Credit Card", "Unknown"]},
+     r"payment_type: (?P<best>[A-Za-z ]+)\n(Cash|Credit Card|Unknown) 0\.\d{4} · .+ · .+"),
+    ({"column": "tips", "task": "regression"}, r"tips: (?P<value>-?\d[\d.e+-]*)"),
+])
+def test_the_page_answers_as_the_models_task_does(label, shown, taxi_rows, cases, browser,
+                                                  tmp_path):
+    """Multiclass: the most likely class first, then every class's probability; regression: the
+    value. The spec of another label, written where `--spec` reads it."""
+    from tests.serving_helpers import build_saved_model  # pylint: disable=import-outside-toplevel
+
+    spec = _task_spec(label)
+    spec_dir = tmp_path / "spec"
+    spec_dir.mkdir()
+    (spec_dir / "dataset.yaml").write_text(yaml.safe_dump(spec.to_mapping(), sort_keys=False))
+    saved_model = build_saved_model(str(tmp_path / "model"), taxi_rows[1][:300], spec=spec)
+    rows = [{c: row[c] for c in spec.serving_columns} for row in cases]
+    want = saved_model_expected(saved_model, rows)
+    with demo_server(push_with_tfjs(saved_model, str(tmp_path / "serving"), spec.label.name),
+                     "--spec", str(spec_dir)) as url:
+        visit = Visit(browser, url)
+        for i, row in enumerate(rows):
+            visit.page.goto(f"{url}?{query(row)}")
+            answer, text = visit.answer()
+            assert_same(answer, want, i)
+            match = re.fullmatch(shown, text)
+            assert match, text
+            if "best" in match.groupdict():
+                probabilities = want["probabilities"][i]
+                assert match["best"] == want["classes"][i][int(np.argmax(probabilities))]
+            else:
+                assert float(match["value"]) == pytest.approx(want["prediction"][i][0], rel=2e-4,
+                                                              abs=2e-4)
+        visit.context.close()
+        assert not visit.errors and all(u.startswith(url) for u in visit.requests)
 
 
 # --- What is missing, named with its fix: fast, in-process ---------------------------------------------
