@@ -60,9 +60,12 @@ def push_with_tfjs(saved_model_dir, serving_root, model_name):
 def demo_server(serving_root, *args):
     """`python -m pipeline demo --port 0`, as a user starts it; its URL once it listens. Ctrl+C
     stops it cleanly."""
+    # SIGINT as in a terminal: a suite started in the background (`cmd &` in a script) ignores it,
+    # and its children would inherit that.
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "demo", "--serving-dir", serving_root, "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
 
     def read():
