@@ -37,7 +37,7 @@ define NO_PYTHON
   echo "Then run make again (or point it at an interpreter: make PYTHON=/path/to/python3.11)."; exit 1; }
 endef
 
-.PHONY: install tfjs run test test-fast chromium bench bench-scale quality lock clean
+.PHONY: install tfjs run test test-fast chromium bench bench-scale bench-formats demo quality lock clean
 
 install: $(INSTALLED)
 
@@ -86,6 +86,11 @@ requirements-%.lock:
 run: install tfjs
 	$(PY) -m pipeline run $(ARGS)
 
+# The page that predicts in the browser with the newest pushed version's TF.js model (tf.min.js from
+# `make tfjs`); e.g. ARGS="--port 8080 --serving-dir serving_model".
+demo: install tfjs
+	$(PY) -m pipeline demo $(ARGS)
+
 # With every extra installed, a test that finds one missing fails instead of skipping (tests/conftest.py).
 test: $(INSTALLED_ALL) tfjs chromium
 	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest $(PYTEST_ARGS)
@@ -107,6 +112,11 @@ bench: install
 # Scale: 15k/150k/1.5M rows x in_memory/multi_processing (~1 h on 2 cores); e.g. ARGS="--sizes 15000,150000"
 bench-scale: install
 	$(PY) bench/scale.py $(ARGS)
+
+# The exports' speed and size (SavedModel, TFLite, TF.js in Node) on a pushed version; none given
+# (ARGS="serving_model"): the pipeline runs into a temporary directory first.
+bench-formats: install tfjs
+	$(PY) bench/formats.py $(ARGS)
 
 quality: install
 	$(PY) bench/holdout.py $(ARGS)

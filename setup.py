@@ -22,7 +22,8 @@ setup(
     package_data={"schemas": ["*/dataset.yaml", "*/schema.pbtxt"],
                   "components": ["tfjs/convert.py", "tfjs/predict.js", "tfjs/package*.json",
                                  "tfjs/requirements.lock"],
-                  "pipeline.report": ["templates/*.j2"]},
+                  "pipeline.report": ["templates/*.j2"],
+                  "pipeline.demo": ["templates/*.j2", "static/*.js"]},
     # Every distribution the packages import directly, at the locks' version (tests/test_setup.py
     # checks both), even those another pin already pulls in; a marker where the Pythons differ.
     install_requires=[

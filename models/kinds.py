@@ -253,6 +253,11 @@ class Categorical(Kind):
     def num_ids(self) -> int:
         return self.top_k + self.oov_buckets
 
+    @property
+    def vocabulary_name(self) -> str:
+        """The vocabulary's file name: in the Transform output and in the SavedModel's assets/."""
+        return safe_name(self.share or self.name)
+
     def model_inputs(self):
         return [ModelInput(transformed_name(self.name), self.num_ids)]
 
@@ -261,12 +266,12 @@ class Categorical(Kind):
         if self.share is None:
             ids = tft.compute_and_apply_vocabulary(value, top_k=self.top_k,
                                                    num_oov_buckets=self.oov_buckets,
-                                                   vocab_filename=safe_name(self.name))
+                                                   vocab_filename=self.vocabulary_name)
         else:
             members = shared.members(self.share)
             vocabulary = shared.get("categorical_vocabulary", self.share, lambda: tft.vocabulary(
                 tf.concat([clean_strings(inputs[m]) for m in members], axis=0), top_k=self.top_k,
-                vocab_filename=safe_name(self.share)))
+                vocab_filename=self.vocabulary_name))
             ids = tft.apply_vocabulary(value, vocabulary, num_oov_buckets=self.oov_buckets)
         return {transformed_name(self.name): ids}
 
@@ -288,7 +293,7 @@ class Categorical(Kind):
         # tft.apply_vocabulary: ids [0, len(vocabulary)) are its entries, the next `oov_buckets` the
         # hash buckets of other values; a vocabulary shorter than top_k leaves the last rows unused.
         vocabulary = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in
-                      tf_transform_output.vocabulary_by_name(safe_name(self.share or self.name))]
+                      tf_transform_output.vocabulary_by_name(self.vocabulary_name)]
         labels = vocabulary + [f"(other values, bucket {k + 1})" for k in range(self.oov_buckets)]
         return {self.embedding_name: labels + ["(unused)"] * (self.num_ids - len(labels))}
 

@@ -407,6 +407,36 @@ def export_encoder(spec_dir, output_dir, run_id, model_dir, out_dir):
 
 @main.command()
 @spec_option
+@click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True,
+              help="Where the pipeline pushed: the page runs the newest version's TF.js export.")
+@click.option("--model-name", default=None, help="Default: the spec's label name.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="On 127.0.0.1; 0: any free port.")
+def demo(spec_dir, serving_dir, model_name, port):
+    """Serve a page with a form of the spec's features that predicts in the browser: the newest
+    pushed version's TF.js model runs in the page. Its address holds the values
+    (?fare=12.5&payment_type=Cash), so a prediction can be linked."""
+    _quiet_libraries(False)
+    from pipeline.demo import server  # pylint: disable=import-outside-toplevel
+
+    config = _config(spec_dir=spec_dir, model_name=model_name)
+    try:
+        demo_server = server.start(config.spec, os.path.abspath(serving_dir), config.model_name, port)
+    except server.DemoError as e:
+        _error(f"[bold red]No demo page[/]: {escape(str(e))}")
+        sys.exit(EXIT_FAILED)
+    console.print(f"Demo page of {escape(config.model_name)} version {demo_server.export.version} "
+                  f"(TF.js, in the browser): {demo_server.url}  (Ctrl+C stops it)", soft_wrap=True)
+    try:
+        demo_server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo_server.server_close()
+
+
+@main.command()
+@spec_option
 @click.option("--serving-dir", type=click.Path(), default="serving_model", show_default=True)
 @click.option("--model-name", default=None, help="Default: the spec's label name.")
 def rollback(spec_dir, serving_dir, model_name):

@@ -59,4 +59,9 @@ async function main() {
   process.stdout.write(JSON.stringify({ batch, rows }));
 }
 
-main().catch((error) => { process.stderr.write(`${error.stack || error}\n`); process.exit(1); });
+// Also a module: bench.js (bench/formats.py's TF.js timing) loads the model and calls it the same way.
+module.exports = { modelArtifacts, tensors, predict };
+
+if (require.main === module) {
+  main().catch((error) => { process.stderr.write(`${error.stack || error}\n`); process.exit(1); });
+}

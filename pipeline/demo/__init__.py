@@ -1,0 +1,1 @@
+"""`python -m pipeline demo`: a page that predicts in the browser with the pushed TF.js model."""
