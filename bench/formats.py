@@ -107,10 +107,6 @@ def measure_tflite(path, columns, args):
     # One interpreter per input size: a runner called with another size re-allocates its tensors.
     one = tf.lite.Interpreter(model_path=path).get_signature_runner(edge_formats.SIGNATURE)
     many = tf.lite.Interpreter(model_path=path).get_signature_runner(edge_formats.SIGNATURE)
-    # Found here: a fresh interpreter's first call with one row fails to prepare a CONCATENATION
-    # node (its inputs keep the conversion's static shapes); a call of 2 rows first resizes every
-    # tensor, and one-row calls then work. Reported; the parity check calls a batch first.
-    one(**{n: v[:2] for n, v in columns.items()})
     ones = [{n: v[i % args.batch:i % args.batch + 1] for n, v in columns.items()}
             for i in range(args.calls)]
     return (timed(lambda inputs: one(**inputs), ones, args.warmup),

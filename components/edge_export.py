@@ -129,13 +129,13 @@ def saved_model_answers(model, columns: Dict[str, np.ndarray]) -> Dict[str, np.n
 
 def tflite_answers(tflite_path: str, columns: Dict[str, np.ndarray]
                    ) -> Tuple[Dict[str, np.ndarray], List[Dict[str, np.ndarray]]]:
-    """The whole batch in one call, and each row alone, in the TFLite interpreter."""
+    """Each row alone, then the whole batch in one call, in the TFLite interpreter. A fresh
+    interpreter's first call is one row, as an app's would be: it prepares without a resize."""
     interpreter = tf.lite.Interpreter(model_path=tflite_path)
     runner = interpreter.get_signature_runner(edge_formats.SIGNATURE)
-    batch = _answers(runner(**columns))
     count = len(next(iter(columns.values())))
     rows = [_answers(runner(**{n: v[i:i + 1] for n, v in columns.items()})) for i in range(count)]
-    return batch, rows
+    return _answers(runner(**columns)), rows
 
 
 def tfjs_answers(tfjs_dir: str, columns: Dict[str, np.ndarray], raw_spec: Dict[str, tf.TensorSpec],

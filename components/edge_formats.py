@@ -101,6 +101,32 @@ def _table_handles(signature, graph_def) -> Dict[str, tf.Tensor]:
     return handles
 
 
+def _shape_lookups(graph_def) -> None:
+    """Gives each table lookup's result its keys' shape, in place.
+
+    A lookup on a table fed through a placeholder has no static shape (TensorFlow infers it from the
+    table handle's data, which a placeholder lacks), and TFLite then stores the tensors after it
+    without a rank: a fresh interpreter's first call, if it needs no resize (one row), fails to
+    prepare ("CONCATENATION ... 1 != 2"). Reshape(lookup, Shape(keys)) has the keys' rank.
+    """
+    lookups = [node for node in graph_def.node if node.op == "LookupTableFindV2"]
+    shaped = {}
+    for lookup in lookups:
+        shape = graph_def.node.add(name=f"{lookup.name}/keys_shape", op="Shape",
+                                   input=[lookup.input[1]])
+        shape.attr["T"].type = lookup.attr["Tin"].type
+        shape.attr["out_type"].type = tf.int32.as_datatype_enum
+        reshape = graph_def.node.add(name=f"{lookup.name}/shaped", op="Reshape",
+                                     input=[lookup.name, shape.name])
+        reshape.attr["T"].type = lookup.attr["Tout"].type
+        reshape.attr["Tshape"].type = tf.int32.as_datatype_enum
+        shaped[lookup.name] = shaped[f"{lookup.name}:0"] = reshape.name
+    added = set(shaped.values())
+    for node in graph_def.node:
+        if node.name not in added:
+            node.input[:] = [shaped.get(name, name) for name in node.input]
+
+
 class _ConstantTableModel(tf.Module):
     """`serving_raw` frozen, its tables built from constants; what both converters read."""
 
@@ -109,6 +135,7 @@ class _ConstantTableModel(tf.Module):
         # Every function inlined: one graph, whose only non-feature inputs are then the tables.
         frozen, graph_def = convert_to_constants.convert_variables_to_constants_v2_as_graph(
             signature, aggressive_inlining=True)
+        _shape_lookups(graph_def)
         key_dtype, value_dtype = _table_dtypes(graph_def)
         self._tables: Dict[str, tf.lookup.StaticHashTable] = {}
         for name, handle in _table_handles(signature, graph_def).items():
