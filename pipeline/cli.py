@@ -320,6 +320,25 @@ def runs(spec_dir, output_dir):
     console.print(table)
 
 
+def _trainer_output(config, run_id, key, what):
+    """(the run's summary, its Trainer, the URI of the Trainer's output `key`); exits 1 naming `what`
+    is missing when the run has none."""
+    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
+
+    try:
+        past = summarize(config.metadata_path, config.pipeline_name, run_id)
+    except (FileNotFoundError, LookupError) as e:
+        _error(f"[red]{escape(str(e))}[/]")
+        sys.exit(EXIT_FAILED)
+    trainer = past.component("Trainer")
+    outputs = trainer.outputs.get(key) if trainer else None
+    if not outputs or not os.path.isdir(outputs[0].uri):
+        _error(f"[red]Run {escape(past.run_id)} has no {what}: its Trainer did not run"
+               f"{' (' + trainer.state + ')' if trainer else ''}. Pick another with --run-id "
+               "(`python -m pipeline runs` lists them).[/]")
+        sys.exit(EXIT_FAILED)
+    return past, trainer, outputs[0].uri
+
 @main.command()
 @config_options("spec_dir", "output_dir")
 @click.option("--run-id", default=None, help="A run id from the metadata store; default: the latest.")
@@ -330,25 +349,12 @@ def tensorboard(spec_dir, output_dir, run_id, host, port):
     """Start TensorBoard on a run's training logs: loss and metric curves per epoch (train and eval),
     the model graph, and the embedding tables labelled in the Embedding Projector."""
     _quiet_libraries(False)
-    from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
-
-    config = _config(spec_dir=spec_dir, output_dir=output_dir)
-    try:
-        past = summarize(config.metadata_path, config.pipeline_name, run_id)
-    except (FileNotFoundError, LookupError) as e:
-        _error(f"[red]{escape(str(e))}[/]")
-        sys.exit(EXIT_FAILED)
-    trainer = past.component("Trainer")
-    logs = trainer.outputs.get("model_run") if trainer else None
-    if not logs or not os.path.isdir(logs[0].uri):
-        _error(f"[red]Run {escape(past.run_id)} has no training logs: its Trainer did not run"
-               f"{' (' + trainer.state + ')' if trainer else ''}. Pick another with --run-id "
-               "(`python -m pipeline runs` lists them).[/]")
-        sys.exit(EXIT_FAILED)
+    past, trainer, logs = _trainer_output(_config(spec_dir=spec_dir, output_dir=output_dir), run_id,
+                                          "model_run", "training logs")
     from tensorboard import program  # pylint: disable=import-outside-toplevel
 
     board = program.TensorBoard()
-    board.configure(logdir=logs[0].uri, host=host, port=port)
+    board.configure(logdir=logs, host=host, port=port)
     url = board.launch()
     console.print(f"TensorBoard on the training logs of run {escape(past.run_id)} ({trainer.state}): "
                   f"{url}  (Ctrl+C stops it)", soft_wrap=True)
@@ -375,23 +381,11 @@ def export_encoder(spec_dir, output_dir, run_id, model_dir, out_dir):
         sys.exit(EXIT_BAD_INPUT)
     source = f"the SavedModel {model_dir}"
     if model_dir is None:
-        from pipeline.run_summary import summarize  # pylint: disable=import-outside-toplevel
         from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
 
-        config = _config(spec_dir=spec_dir, output_dir=output_dir)
-        try:
-            past = summarize(config.metadata_path, config.pipeline_name, run_id)
-        except (FileNotFoundError, LookupError) as e:
-            _error(f"[red]{escape(str(e))}[/]")
-            sys.exit(EXIT_FAILED)
-        trainer = past.component("Trainer")
-        models = trainer.outputs.get("model") if trainer else None
-        if not models or not os.path.isdir(models[0].uri):
-            _error(f"[red]Run {escape(past.run_id)} has no trained model: its Trainer did not run"
-                   f"{' (' + trainer.state + ')' if trainer else ''}. Pick another with --run-id "
-                   "(`python -m pipeline runs` lists them).[/]")
-            sys.exit(EXIT_FAILED)
-        model_dir = path_utils.serving_model_path(models[0].uri)
+        past, trainer, model = _trainer_output(_config(spec_dir=spec_dir, output_dir=output_dir),
+                                               run_id, "model", "trained model")
+        model_dir = path_utils.serving_model_path(model)
         source = f"the model of run {past.run_id} ({trainer.state})"
     from models import encoder  # pylint: disable=import-outside-toplevel
 

@@ -70,18 +70,7 @@ def render_serving_check(summary: RunSummary, console: Console) -> None:
     check = summary.serving_check
     if not check or str(check.get("reason", "")).startswith("skipped"):
         return  # not run, or skipped because the Evaluator already refused the model
-    skipped = {name: check[f"{name}_skipped"] for name in ("tflite", "tfjs")
-               if check.get(f"{name}_skipped")}
-    for name, why in skipped.items():
-        console.print(f"[yellow]{'TFLite' if name == 'tflite' else 'TF.js'} export skipped[/]: "
-                      f"{escape(str(why))}", soft_wrap=True)
-    if check.get("blessed") == 1 and skipped:
-        converted = [n for n in ("tflite", "tfjs") if n not in skipped]
-        console.print("[green]The SavedModel is pushed[/]" + "".join(
-            f"; the {'TFLite' if n == 'tflite' else 'TF.js'} export matches it on {check.get('rows', 0)} "
-            f"rows (max difference {check.get(f'{n}_max_diff')})" for n in converted) + ".",
-            soft_wrap=True)
-    elif check.get("blessed") == 1:
+    if check.get("blessed") == 1:
         console.print(
             f"[green]Serving check passed[/]: {check.get('examples', 0)} eval examples served "
             f"through the REST API match the model's own predictions (max difference "
