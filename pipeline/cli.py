@@ -298,7 +298,10 @@ def runs(spec_dir, output_dir):
     _quiet_libraries(False)
     from rich.table import Table  # pylint: disable=import-outside-toplevel
 
-    from pipeline.run_summary import open_store, run_ids, summarize  # pylint: disable=import-outside-toplevel
+    import ml_metadata as mlmd  # pylint: disable=import-outside-toplevel
+
+    from pipeline.run_summary import (  # pylint: disable=import-outside-toplevel
+        open_store, run_ids, summarize, unreadable_store_message)
 
     config = _config(spec_dir=spec_dir, output_dir=output_dir)
     if not os.path.exists(config.metadata_path):
@@ -308,8 +311,14 @@ def runs(spec_dir, output_dir):
     gated = config.spec.task.gated_metric.name
     for column in ("run id", "ran", "cached", "failed", gated, "blessed", "pushed"):
         table.add_column(column)
-    for run_id in run_ids(open_store(config.metadata_path), config.pipeline_name):
-        past = summarize(config.metadata_path, config.pipeline_name, run_id)
+    try:
+        pasts = [summarize(config.metadata_path, config.pipeline_name, run_id)
+                 for run_id in run_ids(open_store(config.metadata_path), config.pipeline_name)]
+    except (RuntimeError, mlmd.errors.StatusError) as e:
+        _error(f"[red]{escape(unreadable_store_message(config.metadata_path, e))}[/]")
+        sys.exit(EXIT_FAILED)
+    for past in pasts:
+        run_id = past.run_id
         states = [c.state for c in past.components]
         value = past.metrics.get("Overall", {}).get(gated)
         pushed = past.to_record()["pushed_this_run"]

@@ -129,7 +129,7 @@ def test_summary_runs_and_report_without_a_metadata_store_exit_1_naming_it(tmp_p
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_report_and_summary_name_a_damaged_store_or_an_unknown_run_and_what_to_do(tmp_path):
+def test_report_summary_and_runs_name_a_damaged_store_or_an_unknown_run_and_what_to_do(tmp_path):
     """No traceback: the file or the run id, and the way out, in one line; exit code 1."""
     from pipeline.run_summary import open_store  # pylint: disable=import-outside-toplevel
 
@@ -138,13 +138,15 @@ def test_report_and_summary_name_a_damaged_store_or_an_unknown_run_and_what_to_d
     (damaged / "metadata.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x17" * 300)
     empty.mkdir()
     open_store(str(empty / "metadata.sqlite"), read_only=False)  # a valid store without a run
-    for command in ("report", "summary"):
+    for command in ("report", "summary", "runs"):
         result = CliRunner().invoke(main, [command, "--output-dir", str(damaged)])
         assert result.exit_code == 1, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert (f"Cannot read the metadata store at {damaged / 'metadata.sqlite'}"
                 in " ".join(result.output.split())), result.output
         assert "Restore it from a copy, or pass another --output-dir" in " ".join(result.output.split())
+        if command == "runs":
+            continue  # lists every run: no --run-id
         result = CliRunner().invoke(main, [command, "--output-dir", str(empty), "--run-id", "nope"])
         assert result.exit_code == 1, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
