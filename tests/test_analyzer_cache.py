@@ -1,6 +1,7 @@
 """Transform's analyzer cache: which cache a run's Transform gets (LatestOtherWindowCacheStrategy on a
-real MLMD store, executions recorded as TFX's launcher records them), and what the cache does in the
-pipeline (slow: real runs on span-versioned taxi data with a two-span window)."""
+real MLMD store, executions recorded as TFX's launcher records them), the tf.Transform behaviour it
+relies on, and what the cache does in the pipeline (slow: CLI runs on span-versioned taxi data with a
+two-span window)."""
 import os
 import pickle
 
@@ -18,6 +19,8 @@ from tfx.orchestration.portable import execution_publish_utils as publish
 from tfx.types import standard_artifacts
 
 from components.analyzer_cache import LatestOtherWindowCacheStrategy
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import artifacts_of, open_store, summarize
 from tests.conftest import run_cli, write_csv
 
@@ -135,8 +138,6 @@ def test_a_cache_of_windows_that_share_no_span_is_not_fed(history):
 
 
 def _components(tmp_path, **kwargs):
-    from pipeline.config import PipelineConfig  # pylint: disable=import-outside-toplevel
-    from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
     config = PipelineConfig(data_root=str(tmp_path), output_dir=str(tmp_path / "out"),
                             span_versioned=True, **kwargs)
     return {c.id: c for c in create_pipeline(config).components}
