@@ -19,6 +19,7 @@ from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
+from components.analyzer_cache import CACHE_KEY, LatestOtherWindowCacheStrategy
 from components.arrow_example_gen import ArrowCsvExampleGen
 from components.atomic_pusher import AtomicPusher
 from components.baseline_resolver import LatestBlessedBaselineStrategy
@@ -140,8 +141,19 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         ).with_id("span_window_resolver")
         training_examples = span_window.outputs[INGESTED_KEY]
 
+    # Spans repeat from one window to the next: Transform reuses its analyzers' results on them
+    # (components/analyzer_cache.py). --no-cache recomputes those too.
+    analyzer_cache = None
+    if config.span_window > 1 and config.enable_cache:
+        analyzer_cache = resolver.Resolver(
+            strategy_class=LatestOtherWindowCacheStrategy,
+            examples=training_examples,
+            analyzer_cache=Channel(type=standard_artifacts.TransformCache),
+        ).with_id("analyzer_cache_resolver")
+
     transform = tfx_components.Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
+        analyzer_cache=analyzer_cache.outputs[CACHE_KEY] if analyzer_cache else None,
         preprocessing_fn=PREPROCESSING_FN,
         # TFX's Transform executor runs only the preprocessing_fn's module of ours.
         custom_config={**transform_spec, "code_sha256": code(_module_of(PREPROCESSING_FN))},
@@ -229,8 +241,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         pipeline_root=config.output_dir if kubeflow else config.pipeline_root,
         components=[c for c in (
             example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-            previous_statistics, drift_check, span_window, transform, trainer, model_resolver,
-            evaluator, serving_check, edge_export, pusher) if c is not None],
+            previous_statistics, drift_check, span_window, analyzer_cache, transform, trainer,
+            model_resolver, evaluator, serving_check, edge_export, pusher) if c is not None],
         enable_cache=config.enable_cache,
         # On Kubeflow / Vertex the platform provides ML Metadata.
         metadata_connection_config=None if kubeflow else metadata.sqlite_metadata_connection_config(
