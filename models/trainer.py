@@ -159,6 +159,9 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
                         validation_data=validation, validation_steps=validation_steps, verbose=verbose,
                         callbacks=[early_stopping,
                                    tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+    # Back to one step per call: the model returned evaluates any dataset, of known length or not
+    # (Keras needs the length for several steps per call). Saving does not record it.
+    model._steps_per_execution.assign(1)  # pylint: disable=protected-access
     # Every worker must save (saving runs collective ops); only the chief's copy is kept.
     is_chief = _is_chief(strategy)
     save_dir = fn_args.serving_model_dir if is_chief else tempfile.mkdtemp(prefix="non_chief_model_")
