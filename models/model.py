@@ -11,12 +11,14 @@ from models.spec import DatasetSpec
 ENCODER_OUTPUT = "cross_and_deep"
 
 
-def build_model(spec: DatasetSpec, label_mean: float = 0.0, label_std: float = 1.0) -> tf.keras.Model:
+def build_model(spec: DatasetSpec, label_mean: float = 0.0, label_std: float = 1.0,
+                steps_per_execution: int = 1) -> tf.keras.Model:
     """One input per transformed feature, each feature's encoder (shared embeddings for share groups),
     a cross network beside a deep network, and the task's head.
 
     Inputs are rank-1 tensors keyed by transformed feature name, exactly what the Transform graph emits.
-    `label_mean` and `label_std` (the training label's) are for tasks that standardize their target.
+    `label_mean` and `label_std` (the training label's) are for tasks that standardize their target;
+    `steps_per_execution` is Keras' batches per call of its compiled training step (models/trainer.py).
     """
     settings = spec.model
     inputs = {i.name: tf.keras.Input(shape=(), name=i.name, dtype=i.dtype) for i in spec.model_inputs}
@@ -36,5 +38,5 @@ def build_model(spec: DatasetSpec, label_mean: float = 0.0, label_std: float = 1
 
     model = tf.keras.Model(inputs=inputs, outputs=output, name=label)
     model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate), loss=spec.task.loss(),
-                  metrics=spec.task.keras_metrics())
+                  metrics=spec.task.keras_metrics(), steps_per_execution=steps_per_execution)
     return model

@@ -41,7 +41,7 @@ def test_an_empty_training_split_is_refused_with_what_to_check():
 
 @pytest.mark.parametrize("compression, suffix", [("GZIP", ".gz"), ("", "")])
 def test_count_examples_counts_every_record_of_every_file(tmp_path, compression, suffix):
-    sizes = (3, 0, 7)
+    sizes = (3, 0, 7, 9000)  # more than one of count_examples' batches of 8,192
     for index, size in enumerate(sizes):
         options = tf.io.TFRecordOptions(compression_type=compression)
         with tf.io.TFRecordWriter(str(tmp_path / f"part-{index}{suffix}"), options) as writer:
@@ -88,3 +88,54 @@ def test_training_stops_when_the_eval_loss_stops_improving_and_keeps_the_best_ep
     loss = model.evaluate(validation, verbose=0, return_dict=True)["loss"]
     assert loss == pytest.approx(min(val_loss), rel=1e-4)
     assert os.path.isfile(tmp_path / "serving_model" / "saved_model.pb")
+
+
+def _train(root, tmp_path, name, train_steps):
+    """run_fn on the fixture's transformed rows: its training record and the model it returned."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    fn_args = FnArgs(
+        train_files=[str(root / "examples" / "Split-train" / "*")],
+        eval_files=[str(root / "examples" / "Split-eval" / "*")],
+        train_steps=train_steps, eval_steps=50,
+        transform_output=str(root / "transform_graph"),
+        serving_model_dir=str(tmp_path / name / "serving_model"),
+        model_run_dir=str(tmp_path / name / "run"),
+        data_accessor=DataAccessor(
+            tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+            record_batch_factory=None, data_view_decode_fn=None),
+        custom_config={SPEC_KEY: TAXI_SPEC.to_json(), "seed": 3})
+    model = trainer.run_fn(fn_args)
+    with open(tmp_path / name / "run" / HISTORY_FILE, encoding="utf-8") as f:
+        return json.load(f), model
+
+
+def _loops_inside_a_call(model) -> bool:
+    # pylint: disable=protected-access
+    functions = model.train_tf_function._list_all_concrete_functions_for_serialization()
+    return any(op.type == "While" for f in functions for op in f.graph.get_operations())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps_per_execution", [trainer.STEPS_PER_EXECUTION, 16])
+def test_several_steps_per_execution_learn_exactly_what_one_step_per_call_learns(
+        transformed_data, tmp_path, monkeypatch, steps_per_execution):  # noqa: F811
+    """The same batches and updates: 3 epochs of 50 steps (16 per call leaves a partial call at each
+    epoch's end), validated on the eval split's 2 batches (a partial call whatever the setting)."""
+    root, _ = transformed_data
+    monkeypatch.setattr(trainer, "STEPS_PER_EXECUTION", 1)
+    reference, reference_model = _train(root, tmp_path, "one", train_steps=150)
+    monkeypatch.setattr(trainer, "STEPS_PER_EXECUTION", steps_per_execution)
+    record, model = _train(root, tmp_path, "several", train_steps=150)
+
+    assert (record["steps_per_epoch"], record["epochs_run"]) == (50, 3)
+    # The several-step run did loop inside Keras' compiled call; the reference did not.
+    assert _loops_inside_a_call(model) and not _loops_inside_a_call(reference_model)
+    for trained in (model, reference_model):  # every batch one update, none skipped or repeated
+        assert int(trained.optimizer.iterations.numpy()) == 3 * 50
+    assert record["best_epoch"] == reference["best_epoch"]
+    assert record["history"].keys() == reference["history"].keys()
+    for key, values in reference["history"].items():
+        assert record["history"][key] == pytest.approx(values, rel=1e-5), key
+    for after, expected in zip(model.get_weights(), reference_model.get_weights()):
+        np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-6)
