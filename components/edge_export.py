@@ -138,28 +138,55 @@ def tflite_answers(tflite_path: str, columns: Dict[str, np.ndarray]
     return _answers(runner(**columns)), rows
 
 
+class TfjsRunner:
+    """Node with components/tfjs/predict.js on the TF.js model at `tfjs_dir`, started at once (it
+    loads @tensorflow/tfjs meanwhile, before the model exists); `answers` sends it the rows. Stops it
+    if unused (a context manager)."""
+
+    def __init__(self, tfjs_dir: str):
+        edge_formats.require_node_packages()
+        self._process = subprocess.Popen(
+            ["node", os.path.join(edge_formats.TFJS_TOOLS, "predict.js"), tfjs_dir],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def answers(self, columns: Dict[str, np.ndarray], raw_spec: Dict[str, tf.TensorSpec],
+                rows_alone: int = TFJS_ROWS_ALONE, timeout_s: float = 600
+                ) -> Tuple[Dict[str, np.ndarray], List[Dict[str, np.ndarray]]]:
+        """The whole batch in one call, and the first `rows_alone` rows alone.
+
+        TF.js has no int64: integer inputs go in as int32 (the missing marker fits,
+        models/missing_values.py).
+        """
+        dtypes = {n: "string" if s.dtype == tf.string else "float32" if s.dtype.is_floating else "int32"
+                  for n, s in raw_spec.items()}
+        # JSON has no NaN: a missing float is null, NaN again in predict.js.
+        inputs = {n: [None if isinstance(v, float) and math.isnan(v) else v for v in values.tolist()]
+                  for n, values in columns.items()}
+        request = {"dtypes": dtypes, "inputs": inputs, "alone": rows_alone}
+        try:
+            stdout, stderr = self._process.communicate(json.dumps(request), timeout_s)
+        except subprocess.TimeoutExpired as e:
+            raise edge_formats.ExportError(f"TF.js in Node took over {timeout_s:g} s") from e
+        if self._process.returncode != 0:
+            raise edge_formats.ExportError(f"TF.js in Node failed: {stderr.strip()[-2000:]}")
+        answers = json.loads(stdout)
+        return _answers(answers["batch"]), [_answers(r) for r in answers["rows"]]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
+
 def tfjs_answers(tfjs_dir: str, columns: Dict[str, np.ndarray], raw_spec: Dict[str, tf.TensorSpec],
                  rows_alone: int = TFJS_ROWS_ALONE
                  ) -> Tuple[Dict[str, np.ndarray], List[Dict[str, np.ndarray]]]:
-    """The whole batch in one call, and the first `rows_alone` rows alone, in Node
-    (components/tfjs/predict.js).
-
-    TF.js has no int64: integer inputs go in as int32 (the missing marker fits, models/missing_values.py).
-    """
-    edge_formats.require_node_packages()
-    dtypes = {n: "string" if s.dtype == tf.string else "float32" if s.dtype.is_floating else "int32"
-              for n, s in raw_spec.items()}
-    # JSON has no NaN: a missing float is null, NaN again in predict.js.
-    inputs = {n: [None if isinstance(v, float) and math.isnan(v) else v for v in values.tolist()]
-              for n, values in columns.items()}
-    request = {"dtypes": dtypes, "inputs": inputs, "alone": rows_alone}
-    result = subprocess.run(["node", os.path.join(edge_formats.TFJS_TOOLS, "predict.js"), tfjs_dir],
-                            input=json.dumps(request), text=True, capture_output=True, check=False,
-                            timeout=600)
-    if result.returncode != 0:
-        raise edge_formats.ExportError(f"TF.js in Node failed: {result.stderr.strip()[-2000:]}")
-    answers = json.loads(result.stdout)
-    return _answers(answers["batch"]), [_answers(r) for r in answers["rows"]]
+    """TfjsRunner's answers, from a Node started for them."""
+    with TfjsRunner(tfjs_dir) as runner:
+        return runner.answers(columns, raw_spec, rows_alone)
 
 
 def compare(expected: Dict[str, np.ndarray], batch: Dict[str, np.ndarray],
@@ -229,14 +256,17 @@ def check_model(model_path: str, output_path: str, serialized: Sequence[bytes],
     tflite_path = os.path.join(output_path, TFLITE_DIR, edge_formats.TFLITE_FILE)
     tfjs_dir = os.path.join(output_path, TFJS_DIR)
     work = tempfile.mkdtemp(prefix="edge_export_")
-    # The TF.js converter starts first: its start-up overlaps the work below, on the other core.
-    with edge_formats.TfjsConverter() as tfjs_converter:
+    # The TF.js converter and Node start first, and the converter gets the model as soon as it
+    # exists: their start-up and the conversion overlap the TFLite conversion and check, on the
+    # other core.
+    with edge_formats.TfjsConverter() as tfjs_converter, TfjsRunner(tfjs_dir) as tfjs_runner:
         try:
             io_utils.copy_dir(model_path, output_path)
             tf.io.gfile.makedirs(os.path.dirname(tflite_path))
             model = tf.saved_model.load(model_path)
             constant_tables = os.path.join(work, "constant_tables")
             edge_formats.constant_table_model(model, constant_tables)
+            tfjs_converter.start(constant_tables, os.path.join(work, TFJS_DIR))
             select_ops: List[str] = []
             if not converted("tflite", lambda: select_ops.extend(
                     edge_formats.to_tflite(constant_tables, tflite_path))):
@@ -249,10 +279,9 @@ def check_model(model_path: str, output_path: str, serialized: Sequence[bytes],
             results = {}
             if "tflite" not in skipped:
                 results["tflite"] = compare(expected, *tflite_answers(tflite_path, columns), labels)
-            if converted("tfjs", lambda: tfjs_converter.convert(constant_tables,
-                                                                 os.path.join(work, TFJS_DIR))):
+            if converted("tfjs", tfjs_converter.wait):
                 io_utils.copy_dir(os.path.join(work, TFJS_DIR), tfjs_dir)
-                results["tfjs"] = compare(expected, *tfjs_answers(tfjs_dir, columns, raw_spec), labels)
+                results["tfjs"] = compare(expected, *tfjs_runner.answers(columns, raw_spec), labels)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     blessed, reason = verdict(results, tolerances)

@@ -19,6 +19,7 @@ run record lists a model's). TF.js runs every op of the graph.
 import hashlib
 import os
 import subprocess
+import tempfile
 from typing import Dict, List
 
 import tensorflow as tf
@@ -196,7 +197,8 @@ def select_tf_ops(flatbuffer: bytes) -> List[str]:
 
 class TfjsConverter:
     """The TF.js converter in its own venv, started at once (it imports TensorFlow meanwhile);
-    `convert` then hands it the model. Stops it if unused (a context manager)."""
+    `start` hands it the model to convert and returns, `wait` waits for the TF.js model (`convert`:
+    both). Stops it if unused (a context manager)."""
 
     def __init__(self):
         python = os.path.join(TFJS_VENV, "bin", "python")
@@ -205,15 +207,35 @@ class TfjsConverter:
                               f"`{TFJS_SETUP}` (it installs components/tfjs/requirements.lock).")
         # That venv has its own TensorFlow and Keras: nothing of this process' Python settings.
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF_USE_LEGACY_KERAS")}
+        # Its messages go to a file, not a pipe: it converts while nobody reads, and a full pipe would
+        # stall it. Its stdout is only a line per int64 weight cast to int32 (TF.js has no int64).
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         self._process = subprocess.Popen(
             [python, os.path.join(TFJS_TOOLS, "convert.py"), SIGNATURE], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.DEVNULL, stderr=self._stderr, text=True, env=env)
+
+    def start(self, constant_table_dir: str, output_dir: str) -> None:
+        """Hands it the constant-table model; it converts while this process goes on."""
+        try:
+            self._process.stdin.write(f"{constant_table_dir}\n{output_dir}\n")
+            self._process.stdin.close()
+        except BrokenPipeError:  # it stopped early (an import failed): `wait` says why
+            pass
+
+    def wait(self, timeout_s: float = 600) -> None:
+        """Returns once the TF.js graph model (model.json and weight shards) is written."""
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired as e:
+            raise ExportError(f"The TensorFlow.js converter took over {timeout_s:g} s") from e
+        if self._process.returncode != 0:
+            self._stderr.seek(0)
+            raise ExportError(f"The TensorFlow.js converter failed: {self._stderr.read().strip()[-2000:]}")
 
     def convert(self, constant_table_dir: str, output_dir: str, timeout_s: float = 600) -> None:
-        """Writes the TF.js graph model (model.json and weight shards) of the constant-table model."""
-        _, stderr = self._process.communicate(f"{constant_table_dir}\n{output_dir}\n", timeout_s)
-        if self._process.returncode != 0:
-            raise ExportError(f"The TensorFlow.js converter failed: {stderr.strip()[-2000:]}")
+        """Writes the TF.js graph model of the constant-table model, and waits for it."""
+        self.start(constant_table_dir, output_dir)
+        self.wait(timeout_s)
 
     def __enter__(self):
         return self
@@ -221,7 +243,10 @@ class TfjsConverter:
     def __exit__(self, *exc_info):
         if self._process.poll() is None:
             self._process.kill()
-            self._process.communicate()
+            self._process.wait()
+        if not self._process.stdin.closed:
+            self._process.stdin.close()
+        self._stderr.close()
 
 
 def require_node_packages() -> None:

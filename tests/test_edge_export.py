@@ -17,8 +17,9 @@ from tfx.types import standard_artifacts
 
 from components import edge_formats
 from components.edge_export import (SKIPPED_REASON, UNSEEN_CATEGORY, FormatResult, ParityResult,
-                                    check_model, columns_of, compare, parity_rows, record, run_check,
-                                    saved_model_answers, tfjs_answers, tflite_answers, verdict)
+                                    TfjsRunner, check_model, columns_of, compare, parity_rows, record,
+                                    run_check, saved_model_answers, tfjs_answers, tflite_answers,
+                                    verdict)
 from components.serving_check import raw_input_spec, serving_requests
 from models import missing_values
 from models import spec as spec_lib
@@ -185,6 +186,61 @@ def test_a_model_the_serving_check_refused_is_not_exported(tmp_path, serialized)
     assert not result.blessed and result.reason == SKIPPED_REASON
     assert blessing.get_string_custom_property("reason") == SKIPPED_REASON
     assert not os.path.exists(exported_model.uri)
+
+
+# --- The converter and Node run while this process works ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def constant_tables(tmp_path_factory, saved_model_dir):
+    output = str(tmp_path_factory.mktemp("constant_tables") / "model")
+    edge_formats.constant_table_model(tf.saved_model.load(saved_model_dir), output)
+    return output
+
+
+def test_the_converter_converts_after_start_returns_and_wait_returns_the_written_model(
+        constant_tables, tmp_path):
+    """`start` hands over the model and returns (the TFLite work goes on meanwhile); the converter
+    takes seconds (TensorFlow's import alone), so a model.json there at once would mean it waited."""
+    output = tmp_path / "tfjs"
+    with edge_formats.TfjsConverter() as converter:
+        converter.start(constant_tables, str(output))
+        assert not (output / "model.json").exists()
+        converter.wait()
+    with open(output / "model.json", encoding="utf-8") as f:
+        assert set(json.load(f)["signature"]["outputs"]) == {"probability"}
+
+
+def test_a_converter_failure_or_timeout_says_so_with_its_own_message(tmp_path):
+    with edge_formats.TfjsConverter() as converter:
+        converter.start(str(tmp_path / "no_such_model"), str(tmp_path / "tfjs"))
+        with pytest.raises(edge_formats.ExportError, match=r"(?s)TensorFlow.js converter failed: .*"
+                                                           r"SavedModel file does not exist at: .*no_such_model"):
+            converter.wait()
+    with edge_formats.TfjsConverter() as converter:
+        converter.start(str(tmp_path / "no_such_model"), str(tmp_path / "tfjs"))
+        with pytest.raises(edge_formats.ExportError, match=r"TensorFlow.js converter took over 0.01 s"):
+            converter.wait(timeout_s=0.01)
+
+
+def test_node_started_before_the_model_exists_answers_once_it_is_written(
+        exported, saved_model_dir, serialized, tmp_path):
+    """check_model starts Node while the model converts: predict.js reads the model only after the
+    request, and answers as a Node started afterwards does."""
+    output, _ = exported
+    spec = raw_input_spec(tf.saved_model.load(saved_model_dir))
+    instances, _ = serving_requests(serialized[:5], spec)
+    columns = columns_of(instances, spec)
+    later = tmp_path / "tfjs"
+    with TfjsRunner(str(later)) as runner:
+        shutil.copytree(os.path.join(output, "tfjs"), later)
+        batch, rows = runner.answers(columns, spec, rows_alone=2)
+    want_batch, want_rows = tfjs_answers(os.path.join(output, "tfjs"), columns, spec, rows_alone=2)
+    np.testing.assert_array_equal(batch["probability"], want_batch["probability"])
+    assert len(rows) == 2
+    np.testing.assert_array_equal(rows[1]["probability"], want_rows[1]["probability"])
+    with TfjsRunner(str(tmp_path / "never_written")) as runner:
+        with pytest.raises(edge_formats.ExportError, match=r"TF.js in Node failed: .*ENOENT.*never_written"):
+            runner.answers(columns, spec)
 
 
 # --- The tools: pinned, installed from the project's own files ----------------------------------------

@@ -1,6 +1,6 @@
 // The TF.js side of the parity check before push (components/edge_export.py): runs the exported
 // TF.js graph model in Node with the pure-JS @tensorflow/tfjs (no native binary), as a page would.
-// Usage: node predict.js MODEL_DIR < request.json
+// Usage: node predict.js MODEL_DIR < request.json (MODEL_DIR is read once the request is)
 // request: {"dtypes": {input: "string" | "int32" | "float32"}, "inputs": {input: [value per row]},
 // "alone": N} (a float's null is NaN: JSON has no NaN). Answers on stdout: {"batch": {output: values
 // for all rows in one call}, "rows": [{output: values}, one call for each of the first N rows]}.
@@ -49,9 +49,11 @@ async function predict(model, signature, inputs) {
 }
 
 async function main() {
+  // The request first: the pipeline starts Node before the model is converted, and sends the
+  // request once it is.
+  const request = JSON.parse(fs.readFileSync(0, 'utf8'));
   const artifacts = modelArtifacts(process.argv[2]);
   const model = await tf.loadGraphModel(tf.io.fromMemory(artifacts));
-  const request = JSON.parse(fs.readFileSync(0, 'utf8'));
   const count = Math.min(request.alone, Object.values(request.inputs)[0].length);
   const batch = await predict(model, artifacts.signature, tensors(request, null));
   const rows = [];
