@@ -325,6 +325,7 @@ SERVING_CHECK = (r"serving_check_examples must be positive, serving_check_tolera
     ({"gate_threshold": 1.5}, r"a threshold on auc must be in \[0, 1\], got 1\.5"),
     ({"span_window": 0}, r"span_window must be at least 1, got 0"),
     ({"max_eval_examples": -1}, r"max_eval_examples must be at least 0 \(0: no cap\), got -1"),
+    ({"beam_batch_size": -1}, r"beam_batch_size must be at least 0 \(0: adaptive\), got -1"),
     ({"distribution_strategy": "tpu"}, r"distribution_strategy must be one of .*got 'tpu'"),
     ({"serving_check_tolerance": -1e-6}, SERVING_CHECK),
     ({"serving_check_max_p50_ms": 0}, SERVING_CHECK), ({"serving_check_examples": 0}, SERVING_CHECK)])
