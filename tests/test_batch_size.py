@@ -106,6 +106,7 @@ def test_statistics_gen_reads_batches_of_the_size(examples, tmp_path):
     assert train.datasets[0].num_examples == max(rows for _, _, rows in found.values())
 
 
+@pytest.mark.slow  # ~20 s each: a real Transform, a real TFMA evaluation
 def test_transform_analyzes_and_transforms_batches_of_the_size(examples, schema, tmp_path):
     executor = make(batch_size.TransformExecutor, tmp_path)
     outputs = {}
@@ -125,6 +126,7 @@ def test_transform_analyzes_and_transforms_batches_of_the_size(examples, schema,
     assert os.path.isdir(tmp_path / "transformed_examples" / "Split-eval")
 
 
+@pytest.mark.slow  # ~20 s each: a real Transform, a real TFMA evaluation
 def test_the_evaluator_reads_batches_of_the_size(examples, saved_model_dir, tmp_path):
     executor = make(capped_evaluator.Executor, tmp_path)
     model = standard_artifacts.Model()
