@@ -8,6 +8,8 @@ the candidate and its baseline are judged on the same rows. The sample is writte
 temporary directory (two streaming passes over the split; memory: 8 bytes per eval row) and TFX's
 executor evaluates it. The evaluation artifact records how many examples were scored of how many
 (`EVALUATED_KEY`, `SPLIT_EXAMPLES_KEY`), which the run summary states when the cap applied.
+TFMA reads the examples `batch_size` rows at a time (components/batch_size.py; 0: tfx_bsl's adaptive
+batches).
 """
 import hashlib
 import os
@@ -23,6 +25,8 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
+from components.batch_size import BATCH_SIZE_KEY, tfxio_batch_size
+
 MAX_EXAMPLES_KEY = "max_examples"
 CODE_KEY = "code_sha256"
 EVALUATED_KEY = "evaluated_examples"  # custom properties of the evaluation artifact
@@ -33,6 +37,7 @@ _READ_BATCH = 4096
 class CappedEvaluatorSpec(keys.EvaluatorSpec):
     PARAMETERS = {**keys.EvaluatorSpec.PARAMETERS,
                   MAX_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True),
+                  BATCH_SIZE_KEY: ExecutionParameter(type=int, optional=True),
                   # Keys TFX's cache on this code (components/fingerprints.py).
                   CODE_KEY: ExecutionParameter(type=str, optional=True)}
 
@@ -82,11 +87,18 @@ def _copy_split(split_uri: str, output_uri: str) -> None:
 
 
 class Executor(evaluator_executor.Executor):
-    """TFX's Evaluator executor on a sample of at most `max_examples` rows per evaluated split."""
+    """TFX's Evaluator executor on a sample of at most `max_examples` rows per evaluated split, read
+    `batch_size` rows at a time."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         exec_properties = dict(exec_properties)
+        with tfxio_batch_size(exec_properties.pop(BATCH_SIZE_KEY, None) or 0):
+            self._evaluate(input_dict, output_dict, exec_properties)
+
+    def _evaluate(self, input_dict: Dict[str, List[types.Artifact]],
+                  output_dict: Dict[str, List[types.Artifact]],
+                  exec_properties: Dict[str, Any]) -> None:
         max_examples = exec_properties.pop(MAX_EXAMPLES_KEY, None) or 0
         exec_properties.pop(CODE_KEY, None)
         if not max_examples:
@@ -122,18 +134,19 @@ class Executor(evaluator_executor.Executor):
 
 
 class CappedEvaluator(base_component.BaseComponent):
-    """The subset of TFX Evaluator's arguments this project uses, plus `max_examples`."""
+    """The subset of TFX Evaluator's arguments this project uses, plus `max_examples` and
+    `batch_size`."""
 
     SPEC_CLASS = CappedEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: types.BaseChannel, eval_config, max_examples: int = 0,
-                 code_sha256: Optional[str] = None):
+                 batch_size: int = 0, code_sha256: Optional[str] = None):
         super().__init__(spec=CappedEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model,
             eval_config=eval_config, example_splits=json_utils.dumps(None),
             fairness_indicator_thresholds=json_utils.dumps(None),
-            max_examples=max_examples, code_sha256=code_sha256,
+            max_examples=max_examples, batch_size=batch_size, code_sha256=code_sha256,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))

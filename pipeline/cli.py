@@ -474,7 +474,7 @@ def rollback(spec_dir, serving_dir, model_name):
 # a span window and the local cache are the local runner's.
 @config_options("serving_dir", "pipeline_name", "model_name", "train_buckets", "eval_buckets",
                 "train_steps", "eval_steps", "max_epochs", "batch_size", "distribution_strategy",
-                "gate_threshold", "gate_max_regression", "max_eval_examples",
+                "gate_threshold", "gate_max_regression", "max_eval_examples", "beam_batch_size",
                 "serving_check_examples", "serving_check_tolerance", "serving_check_max_p50_ms")
 def compile_(target, image, output_path, pipeline_root, data_root, **settings):
     """Write the pipeline for an orchestrator: the same DAG `run` executes locally."""

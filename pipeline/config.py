@@ -142,6 +142,11 @@ class PipelineConfig:
     max_eval_examples: int = setting(
         100_000, "The Evaluator scores at most this many eval examples: above it, the same sample of "
         "rows in every run (those of smallest hash); 0: every eval example.", min=0)
+    # Rows per batch of StatisticsGen's, Transform's and the Evaluator's sources
+    # (components/batch_size.py).
+    beam_batch_size: int = setting(
+        4096, "Rows StatisticsGen, Transform and the Evaluator read and process per batch; 0: "
+        "tfx_bsl's adaptive batches of 1 to 1,000 rows.", min=0)
     # The serving check before push (components/serving_check.py).
     serving_check_examples: int = setting(
         100, "Eval examples the serving check sends through the serving runtime's REST API.", min=1)
@@ -182,6 +187,9 @@ class PipelineConfig:
         if self.max_eval_examples < 0:
             raise ValueError(f"max_eval_examples must be at least 0 (0: no cap), got "
                              f"{self.max_eval_examples}.")
+        if self.beam_batch_size < 0:
+            raise ValueError(f"beam_batch_size must be at least 0 (0: adaptive), got "
+                             f"{self.beam_batch_size}.")
         if self.span_window < 1:
             raise ValueError(f"span_window must be at least 1, got {self.span_window}.")
         if self.distribution_strategy not in DISTRIBUTION_STRATEGIES:

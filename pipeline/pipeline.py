@@ -23,6 +23,7 @@ from components.analyzer_cache import CACHE_KEY, LatestOtherWindowCacheStrategy
 from components.arrow_example_gen import ArrowCsvExampleGen
 from components.atomic_pusher import AtomicPusher
 from components.baseline_resolver import LatestBlessedBaselineStrategy
+from components.batch_size import BATCH_SIZE_KEY, StatisticsGen, Transform
 from components.capped_evaluator import CappedEvaluator
 from components import fingerprints
 from components.data_gate import DataValidationGate
@@ -94,7 +95,10 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         ])),
         code_sha256=code("components.arrow_example_gen")).with_id("CsvExampleGen")
 
-    statistics_gen = tfx_components.StatisticsGen(examples=example_gen.outputs["examples"])
+    # TFX's StatisticsGen and Transform at `beam_batch_size` rows per batch (components/batch_size.py).
+    statistics_gen = StatisticsGen(
+        examples=example_gen.outputs["examples"], batch_size=config.beam_batch_size,
+        code_sha256=code("components.batch_size")).with_id("StatisticsGen")
 
     schema_gen = ImportCuratedSchema(
         schema_file=schema_file,
@@ -151,16 +155,17 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
             analyzer_cache=Channel(type=standard_artifacts.TransformCache),
         ).with_id("analyzer_cache_resolver")
 
-    transform = tfx_components.Transform(
+    transform = Transform(
         examples=training_examples, schema=schema_gen.outputs["schema"],
         analyzer_cache=analyzer_cache.outputs[CACHE_KEY] if analyzer_cache else None,
         preprocessing_fn=PREPROCESSING_FN,
-        # TFX's Transform executor runs only the preprocessing_fn's module of ours.
-        custom_config={**transform_spec, "code_sha256": code(_module_of(PREPROCESSING_FN))},
+        # Of ours, its executor (components/batch_size.py) and the preprocessing_fn's module run.
+        custom_config={**transform_spec, BATCH_SIZE_KEY: config.beam_batch_size,
+                       "code_sha256": code("components.batch_size", _module_of(PREPROCESSING_FN))},
         # StatisticsGen already profiles the raw data; pre/post-transform statistics would double
         # Transform's time on the example data (schemas/taxi).
         disable_statistics=True,
-        force_tf_compat_v1=True)
+        force_tf_compat_v1=True).with_id("Transform")
     # No training on data that broke the schema or drifted too far.
     transform.add_upstream_node(data_gate)
     transform.add_upstream_node(drift_check)
@@ -196,7 +201,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
-        max_examples=config.max_eval_examples,
+        max_examples=config.max_eval_examples, batch_size=config.beam_batch_size,
         code_sha256=code("components.capped_evaluator")).with_id("Evaluator")
 
     # The candidate, served by the serving runtime, must answer as the model does in-process, and fast.

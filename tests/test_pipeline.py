@@ -144,8 +144,8 @@ def test_editing_the_dataset_spec_changes_the_keys_of_what_builds_from_it(tmp_pa
     assert "Evaluator" in _changed(before, _parameters(config()))
 
 
-CODE_KEYED = {"CsvExampleGen", "ImportCuratedSchema", "DataValidationGate", "DriftCheck", "Transform",
-              "Trainer", "Evaluator", "ServingCheck", "EdgeExport", "Pusher"}
+CODE_KEYED = {"CsvExampleGen", "StatisticsGen", "ImportCuratedSchema", "DataValidationGate", "DriftCheck",
+              "Transform", "Trainer", "Evaluator", "ServingCheck", "EdgeExport", "Pusher"}
 
 
 @pytest.fixture
@@ -203,12 +203,14 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
     ("components/atomic_pusher.py", {"Pusher"}),
     ("components/arrow_example_gen.py", {"CsvExampleGen"}),
     ("components/capped_evaluator.py", {"Evaluator"}),
+    # Their executors read a fixed number of rows per batch (the Evaluator's shares the helper).
+    ("components/batch_size.py", {"StatisticsGen", "Transform", "Evaluator"}),
     # The TF.js tools: the converter, the Node runner and the pinned packages (no Python imports them).
     ("components/tfjs/convert.py", {"EdgeExport"}),
     ("components/tfjs/predict.js", {"EdgeExport"}),
     ("components/tfjs/requirements.lock", {"EdgeExport"}),
     # Every `components` module runs the package's __init__.py first.
-    ("components/__init__.py", CODE_KEYED - {"Transform"}),
+    ("components/__init__.py", CODE_KEYED),
     ("pipeline/summary_view.py", set()),  # the CLI's, run by no component
 ])
 def test_a_code_edit_changes_the_keys_of_exactly_the_components_that_run_it(
@@ -325,6 +327,7 @@ SERVING_CHECK = (r"serving_check_examples must be positive, serving_check_tolera
     ({"gate_threshold": 1.5}, r"a threshold on auc must be in \[0, 1\], got 1\.5"),
     ({"span_window": 0}, r"span_window must be at least 1, got 0"),
     ({"max_eval_examples": -1}, r"max_eval_examples must be at least 0 \(0: no cap\), got -1"),
+    ({"beam_batch_size": -1}, r"beam_batch_size must be at least 0 \(0: adaptive\), got -1"),
     ({"distribution_strategy": "tpu"}, r"distribution_strategy must be one of .*got 'tpu'"),
     ({"serving_check_tolerance": -1e-6}, SERVING_CHECK),
     ({"serving_check_max_p50_ms": 0}, SERVING_CHECK), ({"serving_check_examples": 0}, SERVING_CHECK)])

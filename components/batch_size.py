@@ -1,0 +1,99 @@
+"""TFX's StatisticsGen and Transform reading their examples a fixed number of rows at a time.
+
+Without a batch size, every TFXIO source (StatisticsGen's, Transform's, the Evaluator's) batches
+adaptively, from 1 to at most 1,000 rows (tfx_bsl/coders/batch_util.py). Measured on 150k taxi rows
+(README "Scale"), 4,096 rows per batch made Transform ~10% faster, StatisticsGen ~5% and the
+Evaluator ~7%, and changed no result beyond float rounding (statistics equal to 1e-13, transformed
+features to 5e-7, metrics to 2e-10); 8,192 rows or tfx_bsl's byte-size batching were no faster.
+
+TFX's executors build their sources with no size, and have no hook for one: Transform's
+`_GetDesiredBatchSize` belongs to a TransformProcessor its executor creates itself. So the executors
+here (and the Evaluator's, components/capped_evaluator.py) run TFX's within `tfxio_batch_size`, which
+gives every source built inside it the size; Transform's size travels in its custom_config. Sources
+are built while the executor constructs its Beam pipeline, so the size is part of the pipeline that
+any runner (Dataflow, Flink, Kubeflow's containers) then executes.
+"""
+import contextlib
+import json
+from typing import Any, Dict, Iterator, List, Optional
+
+from tfx import types
+from tfx.components.statistics_gen import executor as statistics_gen_executor
+from tfx.components.transform import component as transform_component
+from tfx.components.transform import executor as transform_executor
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.types import standard_artifacts, standard_component_specs as keys
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import json_utils
+from tfx_bsl.coders import batch_util
+
+BATCH_SIZE_KEY = "batch_size"  # a parameter of StatisticsGen, a key of Transform's custom_config
+CODE_KEY = "code_sha256"
+
+
+@contextlib.contextmanager
+def tfxio_batch_size(rows: int) -> Iterator[None]:
+    """Within it, a TFXIO source built without a batch size batches `rows` rows (0: tfx_bsl's
+    adaptive default). Not for concurrent use: it swaps tfx_bsl's batching arguments while open."""
+    if not rows:
+        yield
+        return
+    adaptive = batch_util.GetBatchElementsKwargs
+
+    def fixed(batch_size: Optional[int], *args, **kwargs) -> Dict[str, Any]:
+        return adaptive(batch_size or rows, *args, **kwargs)
+
+    batch_util.GetBatchElementsKwargs = fixed
+    try:
+        yield
+    finally:
+        batch_util.GetBatchElementsKwargs = adaptive
+
+
+class StatisticsGenSpec(keys.StatisticsGenSpec):
+    PARAMETERS = {**keys.StatisticsGenSpec.PARAMETERS,
+                  BATCH_SIZE_KEY: ExecutionParameter(type=int, optional=True),
+                  # Keys TFX's cache on this code (components/fingerprints.py).
+                  CODE_KEY: ExecutionParameter(type=str, optional=True)}
+
+
+class StatisticsGenExecutor(statistics_gen_executor.Executor):
+    """TFX's StatisticsGen executor, its sources batching `batch_size` rows."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        exec_properties = dict(exec_properties)
+        rows = exec_properties.pop(BATCH_SIZE_KEY, None) or 0
+        exec_properties.pop(CODE_KEY, None)
+        with tfxio_batch_size(rows):
+            super().Do(input_dict, output_dict, exec_properties)
+
+
+class StatisticsGen(base_beam_component.BaseBeamComponent):
+    """TFX's StatisticsGen (the arguments this project uses) plus `batch_size`."""
+
+    SPEC_CLASS = StatisticsGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(StatisticsGenExecutor)
+
+    def __init__(self, examples: types.BaseChannel, batch_size: int = 0,
+                 code_sha256: Optional[str] = None):
+        super().__init__(spec=StatisticsGenSpec(
+            examples=examples, exclude_splits=json_utils.dumps([]), batch_size=batch_size,
+            code_sha256=code_sha256,
+            statistics=types.Channel(type=standard_artifacts.ExampleStatistics)))
+
+
+class TransformExecutor(transform_executor.Executor):
+    """TFX's Transform executor, its sources batching custom_config's `batch_size` rows."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        custom_config = json.loads(exec_properties.get(keys.CUSTOM_CONFIG_KEY) or "null") or {}
+        with tfxio_batch_size(custom_config.get(BATCH_SIZE_KEY) or 0):
+            super().Do(input_dict, output_dict, exec_properties)
+
+
+class Transform(transform_component.Transform):
+    """TFX's Transform; put `batch_size` in its custom_config."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(TransformExecutor)

@@ -1,0 +1,157 @@
+"""`beam_batch_size` reaches the sources of TFX's real StatisticsGen, Transform and Evaluator executors:
+the RecordBatches each one reads, counted by tfx_bsl's own telemetry, hold that many rows."""
+import json
+import os
+import shutil
+
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components import arrow_example_gen, batch_size, capped_evaluator
+from models.spec import SPEC_KEY, TRANSFORM_KEYS
+from pipeline.config import PipelineConfig
+from pipeline.evaluation import eval_config
+from pipeline.pipeline import PREPROCESSING_FN, create_pipeline
+from tests.conftest import TAXI_SPEC, write_csv
+from tests.test_arrow_example_gen import ONE_INPUT, run
+
+ROWS = 300  # per batch, in these tests: well under the 1,500 rows, and above tfx_bsl's adaptive 1..1,000
+BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
+    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory, taxi_rows):
+    """ExampleGen's artifact of 1,500 taxi rows, one file per split."""
+    fieldnames, rows = taxi_rows
+    root = tmp_path_factory.mktemp("batch_size")
+    write_csv(str(root / "data" / "taxi.csv"), fieldnames, rows[:1500])
+    return run(arrow_example_gen.Executor, str(root / "data"), str(root / "examples"), ONE_INPUT,
+               SPLITS)
+
+
+@pytest.fixture(scope="module")
+def schema(tmp_path_factory):
+    """The taxi spec's curated schema, alone in its artifact's directory as TFX wants it."""
+    artifact = standard_artifacts.Schema()
+    artifact.uri = str(tmp_path_factory.mktemp("schema"))
+    shutil.copy(TAXI_SPEC.schema_path, artifact.uri)
+    return artifact
+
+
+def recording(executor):
+    """The executor, keeping each Beam pipeline it runs (`executor.pipelines`), for its metrics."""
+    executor.pipelines, make = [], executor._make_beam_pipeline  # pylint: disable=protected-access
+
+    def make_and_keep():
+        executor.pipelines.append(make())
+        return executor.pipelines[-1]
+
+    executor._make_beam_pipeline = make_and_keep  # pylint: disable=protected-access
+    return executor
+
+
+def batch_rows(executor):
+    """{source: (RecordBatches, largest, rows)} of the pipelines the executor ran: tfx_bsl's
+    `num_rows` distribution, updated by every TFXIO source for each RecordBatch it makes."""
+    found = {}
+    for pipeline in executor.pipelines:
+        for result in pipeline.result.metrics().query(MetricsFilter())["distributions"]:
+            if result.key.metric.name.endswith("num_rows"):
+                found[result.key.step] = (result.committed.count, result.committed.max,
+                                          result.committed.sum)
+    return found
+
+
+def make(executor_class, tmp_path):
+    return recording(executor_class(executor_class.Context(
+        beam_pipeline_args=BEAM_ARGS, tmp_dir=str(tmp_path / "tmp"), unique_id="1")))
+
+
+def assert_batches_of(found, rows_per_batch, sources):
+    """Each of `sources` (a part of the source's step name) made RecordBatches of the size."""
+    assert all(any(source in step for step in found) for source in sources), found
+    for batches, largest, rows in found.values():
+        # Full batches but for the last: as few batches as the rows allow.
+        assert largest == rows_per_batch and batches == -(-rows // rows_per_batch), found
+
+
+def test_the_setting_reaches_the_three_components():
+    components = {c.id: c for c in create_pipeline(PipelineConfig(beam_batch_size=123)).components}
+    assert components["StatisticsGen"].exec_properties[batch_size.BATCH_SIZE_KEY] == 123
+    assert json.loads(components["Transform"].exec_properties["custom_config"])[
+        batch_size.BATCH_SIZE_KEY] == 123
+    assert components["Evaluator"].exec_properties[batch_size.BATCH_SIZE_KEY] == 123
+    assert isinstance(components["Transform"], batch_size.Transform)
+
+
+def test_statistics_gen_reads_batches_of_the_size(examples, tmp_path):
+    executor = make(batch_size.StatisticsGenExecutor, tmp_path)
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(tmp_path / "statistics")
+    executor.Do(
+        {"examples": [examples]}, {"statistics": [statistics]},
+        {"exclude_splits": "[]", batch_size.BATCH_SIZE_KEY: ROWS, batch_size.CODE_KEY: "x"})
+    found = batch_rows(executor)
+    assert_batches_of(found, ROWS, sources=("TFXIORead[train]", "TFXIORead[eval]"))
+    assert sum(rows for _, _, rows in found.values()) == 1500
+    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+
+    train = tfdv.load_stats_binary(str(tmp_path / "statistics" / "Split-train" / "FeatureStats.pb"))
+    assert train.datasets[0].num_examples == max(rows for _, _, rows in found.values())
+
+
+@pytest.mark.slow  # ~20 s each: a real Transform, a real TFMA evaluation
+def test_transform_analyzes_and_transforms_batches_of_the_size(examples, schema, tmp_path):
+    executor = make(batch_size.TransformExecutor, tmp_path)
+    outputs = {}
+    for key, artifact_class in (("transform_graph", standard_artifacts.TransformGraph),
+                                ("transformed_examples", standard_artifacts.Examples),
+                                ("updated_analyzer_cache", standard_artifacts.TransformCache)):
+        outputs[key] = [artifact_class()]
+        outputs[key][0].uri = str(tmp_path / key)
+    custom_config = {SPEC_KEY: TAXI_SPEC.to_json(TRANSFORM_KEYS), batch_size.BATCH_SIZE_KEY: ROWS}
+    executor.Do(
+        {"examples": [examples], "schema": [schema]}, outputs,
+        {"preprocessing_fn": PREPROCESSING_FN, "custom_config": json.dumps(custom_config),
+         "disable_statistics": 1, "force_tf_compat_v1": 1})
+    found = batch_rows(executor)
+    # The analyzers read train; the transform pass reads train and eval.
+    assert_batches_of(found, ROWS, sources=("AnalysisIndex0", "TransformIndex0", "TransformIndex1"))
+    assert os.path.isdir(tmp_path / "transformed_examples" / "Split-eval")
+
+
+@pytest.mark.slow  # ~20 s each: a real Transform, a real TFMA evaluation
+def test_the_evaluator_reads_batches_of_the_size(examples, saved_model_dir, tmp_path):
+    executor = make(capped_evaluator.Executor, tmp_path)
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    os.makedirs(model.uri)
+    os.symlink(saved_model_dir, os.path.join(model.uri, "Format-Serving"))
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
+    config = eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))
+    executor.Do(
+        {"examples": [examples], "model": [model]},
+        {"evaluation": [evaluation], "blessing": [blessing]},
+        {"eval_config": proto_utils.proto_to_json(config), "example_splits": "null",
+         "max_examples": 0, batch_size.BATCH_SIZE_KEY: ROWS // 10, "code_sha256": "x"})
+    assert_batches_of(batch_rows(executor), ROWS // 10, sources=("ReadFromTFRecordToArrow[eval]",))
+
+
+def test_zero_leaves_tfx_bsl_batching_adaptive():
+    from tfx_bsl.coders import batch_util  # pylint: disable=import-outside-toplevel
+
+    adaptive = batch_util.GetBatchElementsKwargs(None)
+    with batch_size.tfxio_batch_size(0):
+        assert batch_util.GetBatchElementsKwargs(None) == adaptive
+    with batch_size.tfxio_batch_size(ROWS):
+        assert batch_util.GetBatchElementsKwargs(None) == {"min_batch_size": ROWS,
+                                                           "max_batch_size": ROWS}
+        assert batch_util.GetBatchElementsKwargs(1)["max_batch_size"] == 1  # an explicit size stays
+    assert batch_util.GetBatchElementsKwargs(None) == adaptive
