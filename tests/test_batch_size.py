@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
-from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
@@ -17,12 +16,10 @@ from pipeline.evaluation import eval_config
 from pipeline.pipeline import PREPROCESSING_FN, create_pipeline
 from tests.conftest import TAXI_SPEC, write_csv
 from tests.test_arrow_example_gen import ONE_INPUT, run
+from tests.test_capped_evaluator import PIPELINE_SPLITS
 
 ROWS = 300  # per batch, in these tests: well under the 1,500 rows, and above tfx_bsl's adaptive 1..1,000
 BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=4),
-    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +29,7 @@ def examples(tmp_path_factory, taxi_rows):
     root = tmp_path_factory.mktemp("batch_size")
     write_csv(str(root / "data" / "taxi.csv"), fieldnames, rows[:1500])
     return run(arrow_example_gen.Executor, str(root / "data"), str(root / "examples"), ONE_INPUT,
-               SPLITS)
+               PIPELINE_SPLITS)
 
 
 @pytest.fixture(scope="module")
