@@ -1,12 +1,14 @@
-"""Re-runs one Beam component's executor of a finished pipeline run, alone, timed (and profiled).
+"""Re-runs one component's executor of a finished pipeline run, alone, timed (and profiled).
 
     .venv/bin/python -m bench.rerun_executor --output-dir RUN --node Transform [--executor MODULE:CLASS]
         [--set key=json ...] [--profile N] [--out DIR]
 
 Reads the node's last execution from the run's ML Metadata (its input artifacts and exec
-properties), runs the executor (the recorded one, or --executor) in-process on Beam's in_memory
-DirectRunner into fresh output artifacts under --out, and prints the seconds as JSON. --set overrides
-an exec property (a JSON value); --profile N prints the N slowest functions by cumulative time.
+properties), runs the executor (the recorded one, or --executor) in-process (a Beam one on Beam's
+in_memory DirectRunner) into fresh output artifacts under --out, and prints the seconds as JSON.
+--set overrides an exec property (a JSON value); --drop-output leaves an output out (as the
+component does when that output is disabled); --profile N prints the N slowest functions by
+cumulative time.
 The README's batch-size figures (section "Scale") ran TFX's own executors
 (--executor tfx.components.statistics_gen.executor:Executor, ...transform.executor:Executor) with
 --tfxio-batch 0 (tfx_bsl's adaptive default), 4096, 8192 and bytes.
@@ -28,13 +30,14 @@ from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 from tfx.dsl.components.base import base_beam_executor  # noqa: E402
 from tfx.types import artifact_utils, standard_artifacts  # noqa: E402,F401  (registers the types)
 
-from pipeline.config import DEFAULT_BEAM_ARGS  # noqa: E402
+from pipeline.config import DEFAULT_BEAM_ARGS, with_worker_setup  # noqa: E402
 from pipeline.run_summary import latest_run_id, open_store  # noqa: E402
 
 EXECUTORS = {  # node id -> the executor the pipeline runs
     "StatisticsGen": "components.batch_size:StatisticsGenExecutor",
     "Transform": "components.batch_size:TransformExecutor",
     "Evaluator": "components.capped_evaluator:Executor",
+    "Trainer": "components.trainer:Executor",
 }
 
 
@@ -103,10 +106,13 @@ def main(argv=None):
     parser.add_argument("--beam-arg", action="append", default=[])
     parser.add_argument("--tfxio-batch", default="",
                         help="for measuring only: every TFXIO source's batch size (N, or 'bytes')")
+    parser.add_argument("--drop-output", action="append", default=[],
+                        help="an output key the executor is not given (e.g. updated_analyzer_cache)")
     parser.add_argument("--profile", type=int, default=0)
     parser.add_argument("--out", default="/tmp/rerun_executor")
     args = parser.parse_args(argv)
     inputs, outputs, properties = recorded(args.output_dir, args.node)
+    outputs = {key: value for key, value in outputs.items() if key not in args.drop_output}
     for item in args.set:
         key, value = item.split("=", 1)
         properties[key] = json.loads(value)
@@ -115,7 +121,7 @@ def main(argv=None):
     shutil.rmtree(args.out, ignore_errors=True)
     fresh = fresh_outputs(outputs, os.path.join(args.out, "outputs"))
     context = base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=list(DEFAULT_BEAM_ARGS) + args.beam_arg,
+        beam_pipeline_args=list(with_worker_setup(list(DEFAULT_BEAM_ARGS) + args.beam_arg)),
         tmp_dir=os.path.join(args.out, "tmp"), unique_id="rerun")
     if args.tfxio_batch:
         _force_tfxio_batch(args.tfxio_batch)

@@ -1,6 +1,7 @@
 """Shared fixtures: real taxi rows from the tfx package, written to small CSV samples."""
 import csv
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from pipeline.config import default_data_root  # noqa: E402
+from pipeline import beam_tuning  # noqa: E402
+from pipeline.config import DEFAULT_BEAM_ARGS, default_data_root, with_worker_setup  # noqa: E402
+
+# Every pipeline run installs the project's Beam speed fixes (pipeline/local_runner.py); the tests'
+# in-process Beam work (executors, tf.Transform, ExampleGen) runs with them too. They change no answer
+# (tests/test_beam_tuning.py).
+beam_tuning.install()
+
+# The Beam options for the tests that run an executor in-process, on the CLI's default preset.
+# With --setup_file, as the CLI runs them: without it TFX builds a source package of itself for every
+# executor (~4 s, and ~49 MB left in /tmp each time; pipeline/config.py's with_worker_setup).
+# A tuple: TFX's executors extend the list they are given (a copy each: `list(EXECUTOR_BEAM_ARGS)`).
+EXECUTOR_BEAM_ARGS = with_worker_setup(DEFAULT_BEAM_ARGS)
 
 TAXI_CSV = os.path.join(default_data_root(), "data.csv")
 # `make test` installs every extra and sets this: there a missing extra fails the tests that need it
@@ -95,6 +108,66 @@ def saved_model_dir(tmp_path_factory, taxi_rows):
 
     _, rows = taxi_rows
     return build_saved_model(str(tmp_path_factory.mktemp("saved_model") / "model"), rows[:300])
+
+
+# EdgeExport's check in the tests: its default tolerances, and real taxi rows
+# the models' tf.Transform never saw (gaps included: company, areas).
+EDGE_TOLERANCES = {"tflite": 1e-5, "tfjs": 1e-4}
+
+
+@pytest.fixture(scope="session")
+def edge_rows(taxi_rows):
+    return taxi_rows[1][7::60][:30]
+
+
+@pytest.fixture(scope="session")
+def edge_export(tmp_path_factory, edge_rows):
+    """`edge_export(saved_model)`: (directory, ParityResult) of EdgeExport's check_model on the
+    SavedModel, compared on edge_rows: the model with its TFLite and TF.js exports beside it, as the
+    Pusher pushes it. Made once per model for test_edge_export, which checks it, and test_demo,
+    which serves it; none writes into it."""
+    # pylint: disable=import-outside-toplevel
+    from components.edge_export import check_model
+    from models.raw_examples import column_types, to_tf_examples
+
+    serialized = to_tf_examples(edge_rows, column_types(TAXI_SPEC.schema_path))
+    done = {}
+
+    def exported(saved_model):
+        if saved_model not in done:
+            output = str(tmp_path_factory.mktemp("edge") / "model")
+            done[saved_model] = (output,
+                                 check_model(saved_model, output, serialized, EDGE_TOLERANCES))
+        return done[saved_model]
+    return exported
+
+
+def task_spec(label):
+    """The taxi spec with another label (`label`: the spec's label mapping), without slices, ignored
+    columns or a gate, and without the label among the features."""
+    values = TAXI_SPEC.to_mapping()
+    values.update(label=label, slices=[], ignored={})
+    values.pop("gate", None)
+    values["features"] = {k: v for k, v in values["features"].items() if k != label.get("column")}
+    return _spec_lib.from_mapping(values, TAXI_SPEC.directory)
+
+
+@pytest.fixture(scope="session")
+def task_saved_model(tmp_path_factory, taxi_rows):
+    """`task_saved_model(label)`: saved_model_dir's build for task_spec(label), made once per label
+    for the tests that export it (test_edge_export) and serve it (test_demo); none writes into
+    it."""
+    from tests.serving_helpers import build_saved_model  # pylint: disable=import-outside-toplevel
+
+    built = {}
+
+    def saved_model(label):
+        key = json.dumps(label, sort_keys=True)
+        if key not in built:
+            built[key] = build_saved_model(str(tmp_path_factory.mktemp("task_model") / "model"),
+                                           taxi_rows[1][:300], spec=task_spec(label))
+        return built[key]
+    return saved_model
 
 
 # The taxi example's dataset spec, as the pipeline loads it.

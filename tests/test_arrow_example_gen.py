@@ -16,9 +16,8 @@ from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from components import arrow_example_gen
-from tests.conftest import write_csv
+from tests.conftest import EXECUTOR_BEAM_ARGS, write_csv
 
-BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 # 7 buckets: modulo 5 (the pipeline's 4 + 1) or 3, the sha256 is its bytes' sum (256 = 1 mod 5 and 3),
 # so a split that got the bytes' order wrong would still agree.
 HASH_SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
@@ -32,7 +31,7 @@ def run(executor_class, input_base, output_uri, input_config=ONE_INPUT, output_c
     """The executor's Do, with the exec properties FileBasedExampleGen's driver hands it."""
     examples = standard_artifacts.Examples()
     examples.uri = output_uri
-    executor_class(executor_class.Context(beam_pipeline_args=BEAM_ARGS)).Do(
+    executor_class(executor_class.Context(beam_pipeline_args=list(EXECUTOR_BEAM_ARGS))).Do(
         {}, {"examples": [examples]}, {
             "input_base": input_base,
             "input_config": proto_utils.proto_to_json(input_config),
@@ -133,7 +132,7 @@ def test_tfx_s_own_per_row_split_of_the_records_agrees(tmp_path, taxi_data):
     """BaseExampleGenExecutor's per-record path: our PTransform's records, split by TFX's
     `_PartitionFn` one row at a time, land where the vectorized split put them."""
     ours = run(arrow_example_gen.Executor, taxi_data, str(tmp_path / "arrow"))
-    with beam.Pipeline(argv=BEAM_ARGS) as pipeline:
+    with beam.Pipeline(argv=list(EXECUTOR_BEAM_ARGS)) as pipeline:
         splits = arrow_example_gen.Executor().GenerateExamplesByBeam(pipeline, {
             "input_base": taxi_data, "input_config": proto_utils.proto_to_json(ONE_INPUT),
             "output_config": proto_utils.proto_to_json(HASH_SPLITS)})

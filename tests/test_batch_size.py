@@ -14,12 +14,11 @@ from models.spec import SPEC_KEY, TRANSFORM_KEYS
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config
 from pipeline.pipeline import PREPROCESSING_FN, create_pipeline
-from tests.conftest import TAXI_SPEC, write_csv
+from tests.conftest import EXECUTOR_BEAM_ARGS, TAXI_SPEC, write_csv
 from tests.test_arrow_example_gen import ONE_INPUT, run
 from tests.test_capped_evaluator import PIPELINE_SPLITS
 
 ROWS = 300  # per batch, in these tests: well under the 1,500 rows, and above tfx_bsl's adaptive 1..1,000
-BEAM_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,7 @@ def batch_rows(executor):
 
 def make(executor_class, tmp_path):
     return recording(executor_class(executor_class.Context(
-        beam_pipeline_args=BEAM_ARGS, tmp_dir=str(tmp_path / "tmp"), unique_id="1")))
+        beam_pipeline_args=list(EXECUTOR_BEAM_ARGS), tmp_dir=str(tmp_path / "tmp"), unique_id="1")))
 
 
 def assert_batches_of(found, rows_per_batch, sources):

@@ -18,7 +18,7 @@ from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config
 from pipeline.run_summary import RunSummary
 from pipeline.summary_view import render
-from tests.conftest import write_csv
+from tests.conftest import EXECUTOR_BEAM_ARGS, write_csv
 from tests.test_arrow_example_gen import ONE_INPUT, records, run
 
 PIPELINE_SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
@@ -95,7 +95,7 @@ def test_the_evaluator_scores_the_sample_and_records_it(examples, saved_model_di
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
     executor = capped_evaluator.Executor(capped_evaluator.Executor.Context(
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+        beam_pipeline_args=list(EXECUTOR_BEAM_ARGS),
         tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
     executor.Do({"examples": [_through_metadata(examples, tmp_path)], "model": [model]},
                 {"evaluation": [evaluation], "blessing": [blessing]},

@@ -1,9 +1,9 @@
 """`python -m pipeline demo`: the page predicts in real headless Chromium with the TF.js export, as the
 SavedModel does.
 
-The pushed version is conftest's SavedModel (tf.Transform on 300 taxi rows) with its TF.js export made
-by the EdgeExport's own code (components/edge_formats.py); the page comes from the real `pipeline demo`
-server, a subprocess on a free 127.0.0.1 port.
+The pushed version is conftest's SavedModel (tf.Transform on 300 taxi rows) with the exports that
+EdgeExport's own check made beside it (conftest's edge_export, shared with test_edge_export); the page
+comes from the real `pipeline demo` server, a subprocess on a free 127.0.0.1 port.
 """
 import collections
 import contextlib
@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -25,15 +24,13 @@ import tensorflow as tf
 import yaml
 from click.testing import CliRunner
 
-from components import edge_formats
 from components.edge_export import columns_of, saved_model_answers
 from components.serving_check import raw_input_spec
 from models import missing_values
 from pipeline.cli import main
 from pipeline.demo import page as demo_page
 from tests import report_browser
-from tests.conftest import TAXI_SPEC, cli_env
-from tests.test_edge_export import _task_spec
+from tests.conftest import TAXI_SPEC, cli_env, task_spec
 
 pytestmark = pytest.mark.skipif(not os.path.exists(report_browser.CHROMIUM),
                                 reason="Chromium is not installed (`make chromium`)")
@@ -43,16 +40,10 @@ TOLERANCE = 1e-4  # TF.js against the SavedModel, as the parity check before pus
 UNSEEN = {"payment_type": "Bitcoin", "company": "  Nowhere Cab Co  "}  # in no vocabulary; padded
 
 
-def push_with_tfjs(saved_model_dir, serving_root, model_name):
-    """<serving_root>/<model_name>/1/: the SavedModel with its TF.js export beside it, as the Pusher
-    leaves it (the export made by the EdgeExport's own code)."""
-    version = os.path.join(serving_root, model_name, "1")
-    shutil.copytree(saved_model_dir, version)
-    constant_tables = tempfile.mkdtemp(prefix="demo_constant_tables_")
-    with edge_formats.TfjsConverter() as converter:
-        edge_formats.constant_table_model(tf.saved_model.load(saved_model_dir), constant_tables)
-        converter.convert(constant_tables, os.path.join(version, "tfjs"))
-    shutil.rmtree(constant_tables, ignore_errors=True)
+def push(exported_dir, serving_root, model_name):
+    """<serving_root>/<model_name>/1/: EdgeExport's output (the SavedModel with its TFLite and TF.js
+    exports beside it), as the Pusher leaves it."""
+    shutil.copytree(exported_dir, os.path.join(serving_root, model_name, "1"))
     return serving_root
 
 
@@ -87,8 +78,9 @@ def demo_server(serving_root, *args):
 
 
 @pytest.fixture(scope="module")
-def serving_dir(tmp_path_factory, saved_model_dir):
-    return push_with_tfjs(saved_model_dir, str(tmp_path_factory.mktemp("demo_serving")), MODEL_NAME)
+def serving_dir(tmp_path_factory, saved_model_dir, edge_export):
+    exported, _ = edge_export(saved_model_dir)
+    return push(exported, str(tmp_path_factory.mktemp("demo_serving")), MODEL_NAME)
 
 
 @pytest.fixture(scope="module")
@@ -257,20 +249,19 @@ def test_a_value_that_is_not_a_number_is_named_and_unknown_parameters_are_ignore
      r"payment_type: (?P<best>[A-Za-z ]+)\n(Cash|Credit Card|Unknown) 0\.\d{4} · .+ · .+"),
     ({"column": "tips", "task": "regression"}, r"tips: (?P<value>-?\d[\d.e+-]*)"),
 ])
-def test_the_page_answers_as_the_models_task_does(label, shown, taxi_rows, cases, browser,
-                                                  tmp_path):
+def test_the_page_answers_as_the_models_task_does(label, shown, task_saved_model, edge_export,
+                                                  cases, browser, tmp_path):
     """Multiclass: the most likely class first, then every class's probability; regression: the
     value. The spec of another label, written where `--spec` reads it."""
-    from tests.serving_helpers import build_saved_model  # pylint: disable=import-outside-toplevel
-
-    spec = _task_spec(label)
+    spec = task_spec(label)
     spec_dir = tmp_path / "spec"
     spec_dir.mkdir()
     (spec_dir / "dataset.yaml").write_text(yaml.safe_dump(spec.to_mapping(), sort_keys=False))
-    saved_model = build_saved_model(str(tmp_path / "model"), taxi_rows[1][:300], spec=spec)
+    saved_model = task_saved_model(label)
     rows = [{c: row[c] for c in spec.serving_columns} for row in cases]
     want = saved_model_expected(saved_model, rows)
-    with demo_server(push_with_tfjs(saved_model, str(tmp_path / "serving"), spec.label.name),
+    exported, _ = edge_export(saved_model)
+    with demo_server(push(exported, str(tmp_path / "serving"), spec.label.name),
                      "--spec", str(spec_dir)) as url:
         visit = Visit(browser, url)
         for i, row in enumerate(rows):

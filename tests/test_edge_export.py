@@ -17,34 +17,25 @@ from tfx.types import standard_artifacts
 
 from components import edge_formats
 from components.edge_export import (SKIPPED_REASON, UNSEEN_CATEGORY, FormatResult, ParityResult,
-                                    TfjsRunner, check_model, columns_of, compare, parity_rows, record,
+                                    TfjsRunner, columns_of, compare, parity_rows, record,
                                     run_check, saved_model_answers, tfjs_answers, tflite_answers,
                                     verdict)
 from components.serving_check import raw_input_spec, serving_requests
 from models import missing_values
-from models import spec as spec_lib
 from models.raw_examples import column_types, to_tf_examples
-from tests.conftest import TAXI_SPEC
+from tests.conftest import EDGE_TOLERANCES, TAXI_SPEC
 from tests.test_serving_check import _examples_artifact
 
-TOLERANCES = {"tflite": 1e-5, "tfjs": 1e-4}
+
+@pytest.fixture(scope="module")
+def serialized(edge_rows):
+    return to_tf_examples(edge_rows, column_types(TAXI_SPEC.schema_path))
 
 
 @pytest.fixture(scope="module")
-def eval_rows(taxi_rows):
-    """Real taxi rows the model's tf.Transform never saw, gaps included (company, areas)."""
-    return taxi_rows[1][7::60][:30]
-
-
-@pytest.fixture(scope="module")
-def serialized(eval_rows):
-    return to_tf_examples(eval_rows, column_types(TAXI_SPEC.schema_path))
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, saved_model_dir, serialized):
-    output = str(tmp_path_factory.mktemp("edge") / "model")
-    return output, check_model(saved_model_dir, output, serialized, TOLERANCES)
+def exported(edge_export, saved_model_dir):
+    """conftest's SavedModel through check_model (shared with test_demo, which serves it)."""
+    return edge_export(saved_model_dir)
 
 
 # --- The rows and the comparison: fast --------------------------------------------------------------
@@ -155,7 +146,7 @@ def test_an_int64_value_beyond_int32_blocks_the_tfjs_export_and_names_the_row(
                                                     columns), labels),
         "tfjs": compare(expected, *tfjs_answers(os.path.join(output, "tfjs"), columns, spec), labels)}
     assert results["tflite"][0] <= 1e-5
-    blessed, reason = verdict(results, TOLERANCES)
+    blessed, reason = verdict(results, EDGE_TOLERANCES)
     assert not blessed
     assert re.fullmatch(r"the tfjs export differs from the SavedModel by \S+ \(tolerance 0.0001\) on "
                         r"eval example 2.*: probability \S+ vs the SavedModel's \S+", reason), reason
@@ -164,7 +155,8 @@ def test_an_int64_value_beyond_int32_blocks_the_tfjs_export_and_names_the_row(
     blessing.uri = str(tmp_path / "blessing")
     os.makedirs(blessing.uri)
     record(blessing, ParityResult(blessed, reason, rows=len(rows), formats={
-        name: FormatResult(diff, where) for name, (diff, where) in results.items()}), TOLERANCES)
+        name: FormatResult(diff, where) for name, (diff, where) in results.items()}),
+        EDGE_TOLERANCES)
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_string_custom_property("reason") == reason
     assert float(blessing.get_string_custom_property("tfjs_max_diff")) == pytest.approx(
@@ -182,7 +174,7 @@ def test_a_model_the_serving_check_refused_is_not_exported(tmp_path, serialized)
     exported_model.uri, blessing.uri = str(tmp_path / "exported"), str(tmp_path / "blessing")
     os.makedirs(blessing.uri)
     result = run_check(model, _examples_artifact(tmp_path / "examples", serialized), infra_blessing,
-                       exported_model, blessing, 10, TOLERANCES)
+                       exported_model, blessing, 10, EDGE_TOLERANCES)
     assert not result.blessed and result.reason == SKIPPED_REASON
     assert blessing.get_string_custom_property("reason") == SKIPPED_REASON
     assert not os.path.exists(exported_model.uri)
@@ -283,30 +275,17 @@ def test_a_missing_converter_venv_names_the_fix(monkeypatch, tmp_path):
 
 # --- Every task ---------------------------------------------------------------------------------------
 
-def _task_spec(label):
-    values = TAXI_SPEC.to_mapping()
-    values.update(label=label, slices=[], ignored={})
-    values.pop("gate", None)
-    values["features"] = {k: v for k, v in values["features"].items() if k != label.get("column")}
-    return spec_lib.from_mapping(values, TAXI_SPEC.directory)
-
-
 @pytest.mark.slow  # a tf.Transform analysis on Beam and both conversions per task: ~50 s each
 @pytest.mark.parametrize("label, outputs", [
     ({"column": "payment_type", "task": "multiclass", "classes": ["Cash", "Credit Card", "Unknown"]},
      {"probabilities", "classes"}),
     ({"column": "tips", "task": "regression"}, {"prediction"}),
 ])
-def test_every_task_exports_with_parity(label, outputs, taxi_rows, eval_rows, tmp_path):
-    from tests.serving_helpers import build_saved_model  # pylint: disable=import-outside-toplevel
-
-    spec = _task_spec(label)
-    saved_model = build_saved_model(str(tmp_path / "model"), taxi_rows[1][:300], spec=spec)
-    result = check_model(saved_model, str(tmp_path / "exported"),
-                         to_tf_examples(eval_rows[:10], column_types(spec.schema_path)), TOLERANCES)
+def test_every_task_exports_with_parity(label, outputs, task_saved_model, edge_export):
+    output, result = edge_export(task_saved_model(label))
     assert result.blessed, result.reason
     assert result.formats["tflite"].max_diff <= 1e-5 and result.formats["tfjs"].max_diff <= 1e-4
-    with open(tmp_path / "exported" / "tfjs" / "model.json", encoding="utf-8") as f:
+    with open(os.path.join(output, "tfjs", "model.json"), encoding="utf-8") as f:
         assert set(json.load(f)["signature"]["outputs"]) == outputs
-    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "exported" / "tflite" / "model.tflite"))
+    interpreter = tf.lite.Interpreter(model_path=os.path.join(output, "tflite", "model.tflite"))
     assert set(interpreter.get_signature_list()["serving_raw"]["outputs"]) == outputs
