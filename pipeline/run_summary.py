@@ -150,6 +150,18 @@ def _slice_name(slice_key) -> str:
     return ", ".join(f"{k}={v}" for k, v in slice_key) or "Overall"
 
 
+# AUC and PR-AUC rank a slice's positives above its negatives: a slice of one class has no pair to
+# rank, and TFMA reports 0 for it, which reads as a model that orders every pair wrongly.
+RANKING_METRICS = ("auc", "auc_precision_recall")
+
+
+def _defined(values: Dict[str, float]) -> Dict[str, float]:
+    """A slice's metrics without the ranking metrics when all its labels are one class."""
+    if values.get("mean_label") in (0.0, 1.0):
+        return {name: value for name, value in values.items() if name not in RANKING_METRICS}
+    return values
+
+
 def _load_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (the URI may be gs://)
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
@@ -159,9 +171,9 @@ def _load_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
     result = tfma.load_eval_result(evaluation_uri)
     for slice_key, by_output in result.slicing_metrics:
         values = by_output.get("", {}).get("", {})
-        summary.metrics[_slice_name(slice_key)] = {
+        summary.metrics[_slice_name(slice_key)] = _defined({
             name: float(value["doubleValue"]) for name, value in values.items()
-            if "doubleValue" in value}
+            if "doubleValue" in value})
     validation = tfma.load_validation_result(evaluation_uri)
     for failure in validation.metric_validations_per_slice:
         slice_name = _slice_name(tfma.slicer.deserialize_slice_key(failure.slice_key))

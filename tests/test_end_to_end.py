@@ -241,6 +241,11 @@ def test_the_report_renders_offline_with_the_run_summarys_and_mlmds_numbers(runs
                 assert float(cell) == pytest.approx(value, rel=1e-3, abs=5e-4), (row[0], label)
                 checked += 1
     assert checked > 100
+    # A slice of one class (every "No Charge" trip has no tip) has no AUC to show: "-", not TFMA's 0.
+    one_class = [name for name, values in summary.metrics.items()
+                 if values.get("mean_label") in (0.0, 1.0)]
+    assert one_class and all("auc" not in summary.metrics[name] for name in one_class)
+    assert {row[header.index("AUC")] for row in rows if row[0] in one_class} == {"-"}
     # Rows per split add up to the CSV's rows; each column's missing share (train split) is near
     # the CSV's share of empty cells (the train split is a hash-chosen 80% of the rows).
     with open(os.path.join(runs["data_root"], "data.csv"), encoding="utf-8") as f:

@@ -304,7 +304,7 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     slices = [list(s.feature_keys) for s in eval_config.slicing_specs]
     assert slices == [[]] + [[k] for k in TAXI_SPEC.slices]
     metrics = {m.class_name: m for m in eval_config.metrics_specs[0].metrics}
-    assert {"AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall", "Calibration",
+    assert {"AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall", "HistogramCalibration",
             "ExampleCount"} <= set(metrics)
     (gate,) = metrics["AUC"].per_slice_thresholds
     assert [list(s.feature_keys) for s in gate.slicing_specs] == [[]]
