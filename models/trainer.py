@@ -38,20 +38,27 @@ MIN_STEPS_PER_EPOCH = 50
 # step (bench/limits.py times the model from memory). Callbacks still run at each epoch's end;
 # per-batch hooks (TensorBoard's profiler) every STEPS_PER_EXECUTION batches.
 STEPS_PER_EXECUTION = 50
+# ...but only for epochs of at least this many steps; shorter ones run one step per call. The Trainer
+# alone (bench/rerun_executor.py, medians of 3): 15k taxi rows (94 steps an epoch) 10.9 s at 1, 11.4 s
+# at 50; at 150k rows (938 steps) 50 per call trains 77k -> 83k examples/s (README "Scale").
+SEVERAL_STEPS_PER_CALL_FROM = 500
 
 
 @dataclasses.dataclass(frozen=True)
 class EpochPlan:
-    """How `fit` runs: `epochs` (at most; early stopping may end sooner) of `steps_per_epoch` batches."""
+    """How `fit` runs: `epochs` (at most; early stopping may end sooner) of `steps_per_epoch` batches,
+    `steps_per_execution` of them per call of Keras' compiled training step."""
     train_examples: int
     steps_per_epoch: int
     epochs: int
+    steps_per_execution: int
 
 
 def plan_epochs(train_examples: int, batch_size: int, max_epochs: int,
                 max_steps: Optional[int] = None) -> EpochPlan:
     """An epoch is one pass over the training examples, or MIN_STEPS_PER_EPOCH steps when a pass is
-    shorter; `max_steps` (if set) caps the total number of steps."""
+    shorter; `max_steps` (if set) caps the total number of steps. Epochs of at least
+    SEVERAL_STEPS_PER_CALL_FROM steps run STEPS_PER_EXECUTION steps per call, shorter ones one."""
     if train_examples < 1:
         raise ValueError("The training split has no examples: the data root's CSV files have no rows, "
                          "or the hash split put none in train (ExampleGen's train/eval buckets).")
@@ -60,7 +67,8 @@ def plan_epochs(train_examples: int, batch_size: int, max_epochs: int,
     if max_steps:
         steps = min(steps, max_steps)
         epochs = max(1, min(epochs, max_steps // steps))
-    return EpochPlan(train_examples, steps, epochs)
+    per_call = STEPS_PER_EXECUTION if steps >= SEVERAL_STEPS_PER_CALL_FROM else 1
+    return EpochPlan(train_examples, steps, epochs, per_call)
 
 
 def count_examples(file_patterns: List[str]) -> int:
@@ -147,10 +155,10 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     label_mean, label_std = (label_statistics(train) if spec.task.needs_label_statistics
                              else (0.0, 1.0))
     with strategy.scope():
-        model = build_model(spec, label_mean, label_std, steps_per_execution=STEPS_PER_EXECUTION)
-    logging.info("Training on %d examples: at most %d epochs of %d steps, global batch size %d on %d "
-                 "replica(s)", plan.train_examples, plan.epochs, plan.steps_per_epoch, batch_size,
-                 strategy.num_replicas_in_sync)
+        model = build_model(spec, label_mean, label_std, steps_per_execution=plan.steps_per_execution)
+    logging.info("Training on %d examples: at most %d epochs of %d steps (%d per call), global batch "
+                 "size %d on %d replica(s)", plan.train_examples, plan.epochs, plan.steps_per_epoch,
+                 plan.steps_per_execution, batch_size, strategy.num_replicas_in_sync)
     early_stopping = tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=settings.patience, restore_best_weights=True)
     # Per-epoch lines when the run is verbose (INFO logging), silence otherwise.
@@ -165,6 +173,10 @@ def run_fn(fn_args: FnArgs) -> tf.keras.Model:
     # Every worker must save (saving runs collective ops); only the chief's copy is kept.
     is_chief = _is_chief(strategy)
     save_dir = fn_args.serving_model_dir if is_chief else tempfile.mkdtemp(prefix="non_chief_model_")
+    # With Keras's per-layer call traces (the default), although saving without them took 1.5 s
+    # instead of 3.5 s: TFMA loads the model with load_model, and a Beam worker that never imported
+    # `models` (a portable runner's, Dataflow's) can call the custom layers only through their
+    # traces (tests/test_portable_runner.py failed without them).
     model.save(save_dir, save_format="tf", signatures=make_signatures(model, tf_transform_output, spec))
     if is_chief:
         _write_history(fn_args.model_run_dir, plan, history.history, early_stopping.best_epoch)
