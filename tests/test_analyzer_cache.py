@@ -1,7 +1,7 @@
 """Transform's analyzer cache: which cache a run's Transform gets (LatestOtherWindowCacheStrategy on a
 real MLMD store, executions recorded as TFX's launcher records them), the tf.Transform behaviour it
-relies on, and what the cache does in the pipeline (slow: CLI runs on span-versioned taxi data with a
-two-span window)."""
+relies on, and what the cache does in the pipeline (slow: the pipeline's DAG up to Transform, run by
+TFX's LocalDagRunner on span-versioned taxi data with a two-span window)."""
 import os
 import pickle
 
@@ -15,14 +15,16 @@ from ml_metadata.proto import metadata_store_pb2
 from tensorflow_transform.beam import analyzer_cache
 from tensorflow_transform.tf_metadata import dataset_metadata
 from tfx.orchestration import metadata
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.portable import execution_publish_utils as publish
 from tfx.types import standard_artifacts
 
+from bench.analyzer_cache import up_to_transform
 from components.analyzer_cache import LatestOtherWindowCacheStrategy
-from pipeline.config import PipelineConfig
+from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig, with_worker_setup
 from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import artifacts_of, open_store, summarize
-from tests.conftest import run_cli, write_csv
+from tests.conftest import write_csv
 
 EXAMPLE_GEN = "tfx.components.example_gen.csv_example_gen.component.CsvExampleGen"
 TRANSFORM = "tfx.components.transform.component.Transform"
@@ -156,6 +158,13 @@ def test_transform_reads_the_resolved_cache_only_where_spans_repeat(tmp_path):
         assert "analyzer_cache" not in components["Transform"].inputs
 
 
+def test_transform_writes_a_cache_only_for_a_window_that_can_read_it(tmp_path):
+    # --no-cache still writes one: the next window's runs read it.
+    for kwargs in ({"span_window": 2}, {"span_window": 2, "enable_cache": False}):
+        assert "updated_analyzer_cache" in _components(tmp_path, **kwargs)["Transform"].outputs
+    assert "updated_analyzer_cache" not in _components(tmp_path, span_window=1)["Transform"].outputs
+
+
 def _manifest(dataset_cache_dir):
     """tf.Transform's index of a dataset's cache entries: entry key -> file number."""
     path = os.path.join(dataset_cache_dir, "MANIFEST")
@@ -249,21 +258,24 @@ def _transformed_values(summary):
 @pytest.fixture(scope="module")
 def window_runs(tmp_path_factory, taxi_rows):
     """Span 1, an unchanged re-run, span 2 (the window [1, 2]), an unchanged re-run, and that window
-    again with --no-cache (the reference). Interleaved rows; at 1,500 rows a span's histograms are
-    too coarse for the drift check (not what this tests), so every run accepts drift."""
+    again with --no-cache (the reference). The DAG up to Transform (bench/analyzer_cache.py's), with
+    the CLI's Beam arguments, run in this process by TFX's LocalDagRunner: what follows Transform
+    reads its outputs, so it is cached when Transform is, and training would take most of the time.
+    Interleaved rows; at 1,500 rows a span's histograms are too coarse for the drift check (not what
+    this tests), so every run accepts drift."""
     fieldnames, rows = taxi_rows
     root = tmp_path_factory.mktemp("analyzer_cache")
-    data, out = root / "data", root / "out"
-    args = ["--data-root", str(data), "--output-dir", str(out), "--serving-dir", str(root / "serving"),
-            "--span-window", "2", "--train-steps", "1", "--max-epochs", "1", "--eval-steps", "1",
-            "--accept-drift"]
-    metadata_path = str(out / "metadata.sqlite")
-    runs = {"metadata": metadata_path}
+    data = root / "data"
+    runs = {}
 
-    def run(name, *extra):
-        result = run_cli(*args, *extra)
-        assert result.returncode == 0, result.stdout + result.stderr
-        runs[name] = summarize(metadata_path, PIPELINE_NAME)
+    def run(name, enable_cache=True):
+        config = PipelineConfig(data_root=str(data), output_dir=str(root / "out"),
+                                span_versioned=True, span_window=2, accept_drift=True,
+                                enable_cache=enable_cache,
+                                beam_args=with_worker_setup(DEFAULT_BEAM_ARGS))
+        LocalDagRunner().run_with_ir(up_to_transform(config))
+        runs["metadata"] = config.metadata_path
+        runs[name] = summarize(config.metadata_path, PIPELINE_NAME)
 
     write_csv(str(data / "span-1" / "trips.csv"), fieldnames, rows[0::10])
     run("span_1")
@@ -271,7 +283,7 @@ def window_runs(tmp_path_factory, taxi_rows):
     write_csv(str(data / "span-2" / "trips.csv"), fieldnames, rows[5::10])
     run("window")
     run("window_again")
-    run("window_no_cache", "--no-cache")
+    run("window_no_cache", enable_cache=False)
     return runs
 
 
