@@ -13,6 +13,10 @@ run). Prints {component: seconds} as JSON; each time includes loading what the c
   the run's own tf.Examples, read and decoded as its source does, the part the first leaves out.
 - Transform: the run's transform graph applied to every example the run ingested, parsing included;
   not its analyzers' pass over the train split, which tf.Transform runs in Beam only.
+  "Transform (analysis pass and writing)": also the analysis pass's reading, parsing and graph over
+  the train split (the transform graph standing in for the graph up to the analyzers; their
+  combining left out), and every transformed example encoded by tfx_bsl and written gzipped, as
+  Transform writes its output.
 - Evaluator: the run's model's serving signature on as many eval examples as the Evaluator scored
   (at most --max-eval-examples, components/capped_evaluator.py).
 - Trainer, two limits for as many steps as its epochs took (from its training record):
@@ -134,10 +138,10 @@ def _examples(examples_uri: str, splits) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files, "GZIP").batch(BATCH_ROWS)
 
 
-def transform(examples_uri: str, transform_graph_uri: str) -> float:
+def _transform_fn(transform_graph_uri: str):
+    """The run's transform graph on a batch of serialized examples, parsing included."""
     import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
 
-    started = time.perf_counter()
     output = tft.TFTransformOutput(transform_graph_uri)
     layer = output.transform_features_layer()
     spec = output.raw_feature_spec()
@@ -146,8 +150,53 @@ def transform(examples_uri: str, transform_graph_uri: str) -> float:
     def apply(batch):
         return layer(tf.io.parse_example(batch, spec))
 
+    return apply
+
+
+def transform(examples_uri: str, transform_graph_uri: str) -> float:
+    started = time.perf_counter()
+    apply = _transform_fn(transform_graph_uri)
     for batch in _examples(examples_uri, ("train", "eval")):
         apply(batch)
+    return time.perf_counter() - started
+
+
+def _as_record_batch(outputs: Dict[str, tf.Tensor]) -> pa.RecordBatch:
+    """Transform's dense outputs as one list per cell, as the tf.Example encoder wants them."""
+    columns, names = [], []
+    for name, tensor in sorted(outputs.items()):
+        values = tensor.numpy()
+        values = values.reshape(len(values), -1)
+        flat = values.reshape(-1)
+        if flat.dtype == object:
+            flat = pa.array(flat, pa.binary())
+        elif np.issubdtype(flat.dtype, np.integer):
+            flat = pa.array(flat.astype(np.int64))
+        else:
+            flat = pa.array(flat.astype(np.float32))
+        offsets = pa.array(np.arange(0, values.size + 1, values.shape[1], dtype=np.int32))
+        columns.append(pa.ListArray.from_arrays(offsets, flat))
+        names.append(name)
+    return pa.RecordBatch.from_arrays(columns, names)
+
+
+def transform_whole(examples_uri: str, transform_graph_uri: str) -> float:
+    """Transform's whole work but the analyzers' combining: the analysis pass's parsing and graph over
+    the train split (the transform graph stands in for the graph up to the analyzers), then every
+    example transformed, encoded as a tf.Example and written gzipped, as Transform writes them."""
+    from tfx_bsl.coders import example_coder  # pylint: disable=import-outside-toplevel
+
+    started = time.perf_counter()
+    apply = _transform_fn(transform_graph_uri)
+    for batch in _examples(examples_uri, ("train",)):
+        apply(batch)
+    encoder = example_coder.RecordBatchToExamplesEncoder()
+    with tempfile.TemporaryDirectory() as out:
+        for split in ("train", "eval"):
+            with tf.io.TFRecordWriter(os.path.join(out, f"{split}.gz"), "GZIP") as writer:
+                for batch in _examples(examples_uri, (split,)):
+                    for record in encoder.encode(_as_record_batch(apply(batch))):
+                        writer.write(record)
     return time.perf_counter() - started
 
 
@@ -232,14 +281,16 @@ def measure(data_root: str, output_dir: str) -> Dict[str, float]:
     limits["StatisticsGen"] = statistics(batches)
     limits["StatisticsGen (reading its input)"] = statistics_reading(
         examples, PipelineConfig(output_dir=output_dir).schema_path)
-    limits["Transform"] = transform(examples, _latest(store, "TransformGraph"))
+    graph = _latest(store, "TransformGraph")
+    limits["Transform"] = transform(examples, graph)
+    limits["Transform (analysis pass and writing)"] = transform_whole(examples, graph)
     limits["Evaluator"] = evaluation(examples, _latest(store, "Model"), _evaluated_rows(store))
     history_path = os.path.join(_latest(store, "ModelRun"), HISTORY_FILE)
     if os.path.exists(history_path):
         with open(history_path, encoding="utf-8") as f:
             history = json.load(f)
         spec = PipelineConfig(output_dir=output_dir).run_spec
-        transformed, graph = _latest(store, "Examples", transformed=True), _latest(store, "TransformGraph")
+        transformed = _latest(store, "Examples", transformed=True)
         limits["Trainer (tf.data read)"] = training_read(transformed, graph, history,
                                                          spec.training.batch_size)
         limits["Trainer (model from memory)"] = training_from_memory(transformed, graph, history, spec)
