@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 
+import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
@@ -21,6 +23,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from pipeline import beam_tuning
 from pipeline.config import PipelineConfig
+from pipeline.evaluation import metric_class
 from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import artifacts_of, open_store, summarize
 
@@ -39,15 +42,20 @@ def _inputs(config: PipelineConfig) -> dict:
     return inputs
 
 
+def _name(metric: dict) -> str:
+    return metric_class(json_format.ParseDict(metric, tfma.MetricConfig()))
+
+
 def _variants(exec_properties: dict) -> dict:
     config = json.loads(exec_properties["eval_config"])
     without, fewer = json.loads(json.dumps(config)), json.loads(json.dumps(config))
     for spec in without["metrics_specs"]:
-        spec["metrics"] = [m for m in spec["metrics"] if m["class_name"] not in PLOTS]
+        spec["metrics"] = [m for m in spec["metrics"] if _name(m) not in PLOTS]
     for spec in fewer["metrics_specs"]:
         for metric in spec["metrics"]:
-            if metric["class_name"] in FEWER:
-                metric["config"] = json.dumps(FEWER[metric["class_name"]])
+            if _name(metric) in FEWER:
+                metric["config"] = json.dumps({**json.loads(metric.get("config") or "{}"),
+                                               **FEWER[_name(metric)]})
     return {"with plots": exec_properties,
             "without plots": {**exec_properties, "eval_config": json.dumps(without)},
             "fewer thresholds": {**exec_properties, "eval_config": json.dumps(fewer)}}

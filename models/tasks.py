@@ -156,7 +156,7 @@ class Binary(Task):
 
     def tfma_metrics(self):
         # The plots feed the run report's ROC, precision-recall and calibration figures.
-        # HistogramCalibration (pipeline/evaluation.py): TFMA's calibration, mean_label and
+        # HistogramCalibration (components/tfma_metrics.py): TFMA's calibration, mean_label and
         # mean_prediction from the histogram AUC fills anyway, a quarter less of TFMA's work per example.
         return ("ExampleCount", "AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall",
                 "HistogramCalibration", "ConfusionMatrixPlot", "CalibrationPlot")

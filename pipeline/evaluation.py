@@ -1,11 +1,10 @@
 """The Evaluator's TFMA config: the task's metrics, the spec's slices and the blessing thresholds."""
 import json
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
-import numpy as np
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.metrics import calibration_histogram, metric_types, metric_util
 
+from components import tfma_metrics
 from pipeline.config import PipelineConfig
 
 
@@ -84,50 +83,18 @@ def _label_range(spec) -> Optional[Tuple[float, float]]:
 
 
 def _metric(name: str, config: dict, **fields) -> tfma.MetricConfig:
+    """TFMA's metric `name` with `config`; TFMA's own and the project's metrics batched
+    (components/tfma_metrics.py), Keras metrics as TFMA computes them."""
+    if name in tfma.metrics.metric_types.registered_metrics() or name in tfma_metrics.PROJECT_METRICS:
+        config = {"metric": name, **config}
+        name, fields["module"] = tfma_metrics.Batched.__name__, tfma_metrics.__name__
     if config:
         fields["config"] = json.dumps(config)
-    if name in _PROJECT_METRICS:
-        fields["module"] = __name__  # where TFMA imports it from (in the Evaluator's process)
     return tfma.MetricConfig(class_name=name, **fields)
 
 
-class HistogramCalibration(metric_types.Metric):
-    """TFMA's Calibration, MeanLabel and MeanPrediction (same names and definitions), derived from the
-    calibration histogram TFMA already fills for AUC, PR-AUC and the plots: TFMA would otherwise
-    fill a fourth accumulator for them, calling it for every example of every slice in Python."""
-
-    def __init__(self, name: str = "histogram_calibration"):
-        super().__init__(metric_util.merge_per_key_computations(_histogram_calibration), name=name)
-
-
-def _histogram_calibration(name: str, eval_config=None, model_name: str = "", output_name: str = "",
-                           sub_key=None, aggregation_type=None, class_weights=None,
-                           example_weighted: bool = False) -> metric_types.MetricComputations:
-    del name  # its outputs keep the names of TFMA's three metrics
-    # The arguments AUC's histogram is made with, so that TFMA keeps one of the two
-    # (metrics_plots_and_validations_evaluator._filter_and_separate_computations).
-    computations = calibration_histogram.calibration_histogram(
-        eval_config=eval_config, model_name=model_name, output_name=output_name, sub_key=sub_key,
-        aggregation_type=aggregation_type, class_weights=class_weights,
-        example_weighted=example_weighted)
-    histogram_key = computations[-1].keys[-1]
-    keys = {metric: metric_types.MetricKey(name=metric, model_name=model_name, output_name=output_name,
-                                           sub_key=sub_key, example_weighted=example_weighted)
-            for metric in ("calibration", "mean_label", "mean_prediction")}
-
-    def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, float]:
-        buckets = metrics[histogram_key]
-        labels = sum(b.weighted_labels for b in buckets)
-        predictions = sum(b.weighted_predictions for b in buckets)
-        examples = sum(b.weighted_examples for b in buckets)
-        # TFMA's own definitions (metrics/calibration.py), NaN where they divide by zero.
-        return {keys["calibration"]: float("nan") if np.isclose(labels, 0.0) else predictions / labels,
-                keys["mean_label"]: float("nan") if np.isclose(examples, 0.0) else labels / examples,
-                keys["mean_prediction"]: (float("nan") if np.isclose(examples, 0.0)
-                                          else predictions / examples)}
-
-    computations.append(metric_types.DerivedMetricComputation(keys=list(keys.values()), result=result))
-    return computations
-
-
-_PROJECT_METRICS = {HistogramCalibration.__name__}
+def metric_class(metric: tfma.MetricConfig) -> str:
+    """The class name of the metric a MetricConfig computes, batched or not."""
+    if metric.class_name == tfma_metrics.Batched.__name__:
+        return json.loads(metric.config)["metric"]
+    return metric.class_name

@@ -1,5 +1,6 @@
 """The Evaluator's TFMA config on real TFMA: what it computes per example, and the same values as
 TFMA's own metrics."""
+import json
 import math
 
 import numpy as np
@@ -9,8 +10,9 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator
 from tensorflow_model_analysis.metrics import metric_specs
 
+from components import tfma_metrics
 from pipeline.config import PipelineConfig
-from pipeline.evaluation import eval_config
+from pipeline.evaluation import eval_config, metric_class
 from pipeline.summary_view import METRIC_COLUMNS
 
 BINARY = eval_config(PipelineConfig())
@@ -18,44 +20,64 @@ BINARY = eval_config(PipelineConfig())
 
 def _per_example_combiners(config):
     """The accumulators TFMA fills for every example of every slice, after merging the metrics' shared
-    ones, as its evaluator does."""
+    ones, as its evaluator does: (combiner, the TFMA combiner it batches or None)."""
     # pylint: disable-next=protected-access
     merge = metrics_plots_and_validations_evaluator._filter_and_separate_computations
     computations = merge(metric_specs.to_computations(config.metrics_specs, eval_config=config))
-    return sorted(type(c.combiner).__name__ for c in computations.non_derived_computations)
+    # pylint: disable-next=protected-access
+    return sorted((type(c.combiner).__name__, type(getattr(c.combiner, "_combiner", None)).__name__)
+                  for c in computations.non_derived_computations)
 
 
-def test_the_binary_metrics_fill_three_accumulators_per_example():
+def test_the_binary_metrics_fill_three_batched_accumulators_per_example():
     """The Evaluator's time is mostly these per example and slice (README "Scale"): calibration,
-    mean label and mean prediction come from the histogram AUC and the plots fill."""
+    mean label and mean prediction come from the histogram AUC and the plots fill, and each of the
+    three is filled a batch at a time."""
     assert _per_example_combiners(BINARY) == [
-        "_BinaryConfusionMatrixCombiner", "_CalibrationHistogramCombiner", "_ExampleCountCombiner"]
+        ("_BatchedCombiner", "_BinaryConfusionMatrixCombiner"),
+        ("_BatchedCombiner", "_CalibrationHistogramCombiner"),
+        ("_BatchedCombiner", "_ExampleCountCombiner")]
 
 
-def _with_tfmas_calibration(config):
-    """The config with TFMA's own Calibration, MeanLabel and MeanPrediction for the project's."""
+def _tfmas_own(config):
+    """The config with TFMA's own metrics, unbatched, and TFMA's Calibration, MeanLabel and
+    MeanPrediction for the project's HistogramCalibration."""
     reference = tfma.EvalConfig()
     reference.CopyFrom(config)
     metrics = reference.metrics_specs[0].metrics
-    (ours,) = [m for m in metrics if m.class_name == "HistogramCalibration"]
-    metrics.remove(ours)
-    metrics.extend(tfma.MetricConfig(class_name=name)
-                   for name in ("Calibration", "MeanLabel", "MeanPrediction"))
+    own = []
+    for metric in metrics:
+        name = metric_class(metric)
+        if name == "HistogramCalibration":
+            own += [tfma.MetricConfig(class_name=n) for n in ("Calibration", "MeanLabel", "MeanPrediction")]
+            continue
+        config = {k: v for k, v in json.loads(metric.config or "{}").items() if k != "metric"}
+        own.append(tfma.MetricConfig(class_name=name, config=json.dumps(config) if config else "",
+                                     per_slice_thresholds=metric.per_slice_thresholds))
+    del metrics[:]
+    metrics.extend(own)
+    assert _per_example_combiners(reference) == [
+        ("_BinaryConfusionMatrixCombiner", "NoneType"), ("_CalibrationHistogramCombiner", "NoneType"),
+        ("_ExampleCountCombiner", "NoneType"), ("_WeightedLabelsPredictionsExamplesCombiner", "NoneType")]
     return reference
 
 
 def _write_examples(path, rows=3000):
     """Labels and predictions as an evaluated model's, in the spec's slices; one payment type has
-    only negatives (calibration divides by zero there)."""
+    only negatives (calibration divides by zero there). Some predictions sit on the confusion
+    matrix's threshold and the histogram's ends, and some labels are fractional (0.5), which take
+    TFMA's own per-example path."""
     rng = np.random.default_rng(7)
     with tf.io.TFRecordWriter(path) as writer:
-        for _ in range(rows):
+        for i in range(rows):
             payment = rng.choice(["Cash", "Credit Card", "No Charge"])
-            prediction = float(np.float32(rng.random()))
-            label = 0 if payment == "No Charge" else int(rng.random() < prediction)
+            prediction = float(np.float32(rng.random())) if i % 50 else [0.0, 0.5, 1.0][i % 3]
+            label = 0.0 if payment == "No Charge" else float(rng.random() < prediction)
+            if i % 97 == 0 and payment != "No Charge":
+                label = 0.5
             features = {"payment_type": [payment.encode()], "trip_start_hour": [int(rng.integers(24))]}
             example = tf.train.Example(features=tf.train.Features(feature={
-                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "label": tf.train.Feature(float_list=tf.train.FloatList(value=[label])),
                 "prediction": tf.train.Feature(float_list=tf.train.FloatList(value=[prediction])),
                 "payment_type": tf.train.Feature(bytes_list=tf.train.BytesList(
                     value=features["payment_type"])),
@@ -85,7 +107,7 @@ def test_the_binary_metrics_are_tfmas_own_in_every_slice(tmp_path):
     data = str(tmp_path / "examples.tfrecord")
     _write_examples(data)
     ours, our_plots = _evaluate(BINARY, data, str(tmp_path / "ours"))
-    tfmas, tfma_plots = _evaluate(_with_tfmas_calibration(BINARY), data, str(tmp_path / "tfma"))
+    tfmas, tfma_plots = _evaluate(_tfmas_own(BINARY), data, str(tmp_path / "tfma"))
     assert len(ours) == 1 + 3 + 24 and set(ours) == set(tfmas)
     shown = {key for key, _, _ in METRIC_COLUMNS}
     for slice_key, expected in tfmas.items():
@@ -101,3 +123,37 @@ def test_the_binary_metrics_are_tfmas_own_in_every_slice(tmp_path):
     assert math.isnan(float(ours[(("payment_type", "No Charge"),)]["calibration"]["doubleValue"]))
     # The report's ROC, precision-recall and calibration figures: the plots, unchanged.
     assert our_plots == tfma_plots
+
+
+TWO_MODELS = tfma.EvalConfig(model_specs=[
+    tfma.ModelSpec(name="candidate", label_key="label", prediction_key="probabilities"),
+    tfma.ModelSpec(name="baseline", label_key="label", prediction_key="probabilities",
+                   is_baseline=True)])
+
+
+@pytest.mark.parametrize("label, prediction, weighted, weight, fast", [
+    (np.array([1]), np.array([0.25], np.float32), False, None, True),
+    (np.array([[0.0]]), np.array([[1.0]], np.float32), True, np.array([2.5]), True),
+    (np.array([0.5]), np.array([0.25], np.float32), False, None, False),  # a fractional label
+    (np.array([1]), np.array([0.25, 0.75], np.float32), False, None, False),  # two values
+    (np.array([1]), np.array([np.nan], np.float32), False, None, False),
+    (np.array([1]), np.array([0.25], np.float32), True, np.array([0.0]), False),  # a zero weight
+])
+def test_an_example_is_unpacked_once_as_tfma_unpacks_it(label, prediction, weighted, weight, fast):
+    """What Batched's preprocessor gives the combiners for one model of two (the candidate and its
+    baseline, as the Evaluator runs them): TFMA's own (label, prediction, weight) in the simple case,
+    TFMA's own per-example inputs otherwise."""
+    extracts = {"labels": label, "example_weights": weight,
+                "predictions": {"candidate": {"probabilities": prediction},
+                                "baseline": {"probabilities": np.array([0.5], np.float32)}}}
+    # pylint: disable-next=protected-access
+    unpack = tfma_metrics._LabelPredictionWeight("candidate", "", weighted, TWO_MODELS)
+    (row,) = unpack.process(dict(extracts))
+    inputs = tfma.metrics.StandardMetricInputs(extracts)
+    if not fast:
+        assert isinstance(row, tfma.metrics.StandardMetricInputs) and row.label is label
+        return
+    (expected,) = tfma.metrics.to_label_prediction_example_weight(
+        inputs, eval_config=TWO_MODELS, model_name="candidate", example_weighted=weighted,
+        fractional_labels=True)
+    assert row == tuple(float(v) for v in expected)

@@ -13,6 +13,7 @@ from tfx.dsl.components.base import executor_spec
 
 from models.spec import SPEC_KEY, TRANSFORM_KEYS, TrainingSettings, from_custom_config
 from pipeline.config import DEFAULT_SPEC_DIR, PROJECT_ROOT, PipelineConfig
+from pipeline.evaluation import metric_class
 from tests.conftest import TAXI_SPEC
 from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import summarize
@@ -203,6 +204,7 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
     ("components/atomic_pusher.py", {"Pusher"}),
     ("components/arrow_example_gen.py", {"CsvExampleGen"}),
     ("components/capped_evaluator.py", {"Evaluator"}),
+    ("components/tfma_metrics.py", {"Evaluator"}),  # TFMA imports the metrics by module name
     # Their executors read a fixed number of rows per batch (the Evaluator's shares the helper).
     ("components/batch_size.py", {"StatisticsGen", "Transform", "Evaluator"}),
     # The TF.js tools: the converter, the Node runner and the pinned packages (no Python imports them).
@@ -303,7 +305,7 @@ def test_evaluator_gates_auc_on_the_overall_slice_and_slices_by_the_feature_defi
     json_format.Parse(components["Evaluator"].exec_properties["eval_config"], eval_config)
     slices = [list(s.feature_keys) for s in eval_config.slicing_specs]
     assert slices == [[]] + [[k] for k in TAXI_SPEC.slices]
-    metrics = {m.class_name: m for m in eval_config.metrics_specs[0].metrics}
+    metrics = {metric_class(m): m for m in eval_config.metrics_specs[0].metrics}
     assert {"AUC", "AUCPrecisionRecall", "BinaryAccuracy", "Precision", "Recall", "HistogramCalibration",
             "ExampleCount"} <= set(metrics)
     (gate,) = metrics["AUC"].per_slice_thresholds
