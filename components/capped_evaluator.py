@@ -9,7 +9,7 @@ temporary directory (two streaming passes over the split; memory: 8 bytes per ev
 executor evaluates it. The evaluation artifact records how many examples were scored of how many
 (`EVALUATED_KEY`, `SPLIT_EXAMPLES_KEY`), which the run summary states when the cap applied.
 TFMA reads the examples `batch_size` rows at a time (components/batch_size.py; 0: tfx_bsl's adaptive
-batches).
+batches), with the extractors of components/tfma_extractors.py.
 """
 import hashlib
 import os
@@ -25,6 +25,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
+from components import tfma_extractors
 from components.batch_size import BATCH_SIZE_KEY, tfxio_batch_size
 
 MAX_EXAMPLES_KEY = "max_examples"
@@ -101,6 +102,8 @@ class Executor(evaluator_executor.Executor):
                   exec_properties: Dict[str, Any]) -> None:
         max_examples = exec_properties.pop(MAX_EXAMPLES_KEY, None) or 0
         exec_properties.pop(CODE_KEY, None)
+        # TFX's executor imports `custom_extractors` from this module.
+        exec_properties[keys.MODULE_PATH_KEY] = tfma_extractors.__name__
         if not max_examples:
             super().Do(input_dict, output_dict, exec_properties)
             return

@@ -110,9 +110,9 @@ class _Kind:
     def key(self, combiner):
         return combiner._key  # pylint: disable=protected-access
 
-    def unpacking(self, combiner) -> "_LabelPredictionWeight":
+    def unpacking(self, combiner) -> "LabelPredictionWeight":
         key = self.key(combiner)
-        return _LabelPredictionWeight(key.model_name, key.output_name, bool(key.example_weighted),
+        return LabelPredictionWeight(key.model_name, key.output_name, bool(key.example_weighted),
                                       combiner._eval_config)  # pylint: disable=protected-access
 
     def empty(self, combiner) -> np.ndarray:
@@ -193,7 +193,7 @@ class _ExampleCount(_Kind):
 
     def unpacking(self, combiner):
         # pylint: disable=protected-access
-        return _LabelPredictionWeight(combiner._model_name, combiner._output_name,
+        return LabelPredictionWeight(combiner._model_name, combiner._output_name,
                                       bool(combiner._example_weighted), None, weight_only=True)
 
     def empty(self, combiner):
@@ -249,7 +249,7 @@ def _scalar(value: Any) -> Optional[float]:
     return None
 
 
-class _LabelPredictionWeight(metric_types.Preprocessor):
+class LabelPredictionWeight(metric_types.Preprocessor):
     """Each example's (label, prediction, weight) for one model and output, as
     to_label_prediction_example_weight yields it in the simple case: one label of 0 or 1, one finite
     prediction, a finite positive weight (1 unless example-weighted). Any other example: TFMA's

@@ -206,7 +206,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
         max_examples=config.max_eval_examples, batch_size=config.beam_batch_size,
-        code_sha256=code("components.capped_evaluator", "components.tfma_metrics")).with_id("Evaluator")
+        code_sha256=code("components.capped_evaluator")).with_id("Evaluator")
 
     # The candidate, served by the serving runtime, must answer as the model does in-process, and fast.
     serving_check = ServingCheck(

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from rich.console import Console
+from tfx.components.evaluator import executor as evaluator_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
@@ -85,23 +86,32 @@ def test_a_split_under_the_cap_is_counted_and_not_copied(examples, tmp_path):
     assert not os.path.exists(tmp_path / "sample")
 
 
+def _evaluate(executor_class, examples, saved_model_dir, tmp_path, baseline=False, **properties):
+    """Runs the Evaluator executor on the examples and the SavedModel (also as the baseline)."""
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    os.makedirs(model.uri, exist_ok=True)
+    if not os.path.exists(os.path.join(model.uri, "Format-Serving")):
+        os.symlink(saved_model_dir, os.path.join(model.uri, "Format-Serving"))
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
+    executor = executor_class(executor_class.Context(
+        beam_pipeline_args=list(EXECUTOR_BEAM_ARGS), tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
+    inputs = {"examples": [_through_metadata(examples, tmp_path)], "model": [model]}
+    if baseline:
+        inputs["baseline_model"] = [model]
+    executor.Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]},
+                {"eval_config": proto_utils.proto_to_json(
+                    eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))),
+                 "example_splits": "null", **properties})
+    return evaluation
+
+
 def test_the_evaluator_scores_the_sample_and_records_it(examples, saved_model_dir, tmp_path):
     """TFX's Evaluator executor on the capped sample: its metrics count the cap's rows, and the
     evaluation artifact says how many of how many."""
-    model = standard_artifacts.Model()
-    model.uri = str(tmp_path / "model")
-    os.makedirs(model.uri)
-    os.symlink(saved_model_dir, os.path.join(model.uri, "Format-Serving"))
-    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
-    evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
-    executor = capped_evaluator.Executor(capped_evaluator.Executor.Context(
-        beam_pipeline_args=list(EXECUTOR_BEAM_ARGS),
-        tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
-    executor.Do({"examples": [_through_metadata(examples, tmp_path)], "model": [model]},
-                {"evaluation": [evaluation], "blessing": [blessing]},
-                {"eval_config": proto_utils.proto_to_json(
-                    eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))),
-                 "example_splits": "null", "max_examples": 120, "code_sha256": "x"})
+    evaluation = _evaluate(capped_evaluator.Executor, examples, saved_model_dir, tmp_path,
+                           max_examples=120, code_sha256="x")
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
 
     overall = dict(tfma.load_eval_result(evaluation.uri).slicing_metrics)[()][""][""]
@@ -110,6 +120,27 @@ def test_the_evaluator_scores_the_sample_and_records_it(examples, saved_model_di
     assert evaluation.get_int_custom_property("evaluated_examples") == 120
     assert evaluation.get_int_custom_property("split_examples") == eval_rows
     assert not glob.glob(str(tmp_path / "tmp" / "1" / "*"))  # the sample is removed
+
+
+def _results(evaluation_uri):
+    """Every metric, plot and validation result the evaluation holds, as bytes."""
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+
+    return {name: sorted(r.SerializeToString(deterministic=True) for r in load(evaluation_uri))
+            for name, load in (("metrics", tfma.load_metrics), ("plots", tfma.load_plots),
+                               ("validation", lambda uri: [tfma.load_validation_result(uri)]))}
+
+
+def test_the_evaluators_extractors_change_no_result(examples, saved_model_dir, tmp_path):
+    """The batches cut to what the metrics and slices read (components/tfma_extractors.py): the
+    same metrics, plots and validation, bit for bit, as TFX's own Evaluator, with a baseline (each
+    model's transformed features apart)."""
+    ours = _results(_evaluate(capped_evaluator.Executor, examples, saved_model_dir,
+                              tmp_path / "ours", baseline=True).uri)
+    tfxs = _results(_evaluate(evaluator_executor.Executor, examples, saved_model_dir,
+                              tmp_path / "tfx", baseline=True).uri)
+    assert len(ours["metrics"]) > 10 and len(ours["plots"]) == len(ours["metrics"])  # the slices
+    assert ours == tfxs
 
 
 def test_the_run_summary_states_the_sample(tmp_path):

@@ -2,18 +2,21 @@
 TFMA's own metrics."""
 import json
 import math
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator
+from tensorflow_model_analysis.extractors import slice_key_extractor, unbatch_extractor
 from tensorflow_model_analysis.metrics import metric_specs
 
-from components import tfma_metrics
+from components import tfma_extractors, tfma_metrics
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config, metric_class
 from pipeline.summary_view import METRIC_COLUMNS
+from tests.conftest import task_spec
 
 BINARY = eval_config(PipelineConfig())
 
@@ -146,8 +149,7 @@ def test_an_example_is_unpacked_once_as_tfma_unpacks_it(label, prediction, weigh
     extracts = {"labels": label, "example_weights": weight,
                 "predictions": {"candidate": {"probabilities": prediction},
                                 "baseline": {"probabilities": np.array([0.5], np.float32)}}}
-    # pylint: disable-next=protected-access
-    unpack = tfma_metrics._LabelPredictionWeight("candidate", "", weighted, TWO_MODELS)
+    unpack = tfma_metrics.LabelPredictionWeight("candidate", "", weighted, TWO_MODELS)
     (row,) = unpack.process(dict(extracts))
     inputs = tfma.metrics.StandardMetricInputs(extracts)
     if not fast:
@@ -157,3 +159,72 @@ def test_an_example_is_unpacked_once_as_tfma_unpacks_it(label, prediction, weigh
         inputs, eval_config=TWO_MODELS, model_name="candidate", example_weighted=weighted,
         fractional_labels=True)
     assert row == tuple(float(v) for v in expected)
+
+
+@pytest.mark.parametrize("label", [
+    None,  # the taxi spec's binary label
+    {"column": "payment_type", "task": "multiclass", "classes": ["Cash", "Credit Card", "Unknown"]},
+    {"column": "tips", "task": "regression"}])
+def test_every_tasks_metrics_read_only_labels_predictions_and_weights(label, saved_model_dir):
+    """So the Evaluator cuts every batch to its slicing features before TFMA splits it."""
+    config = PipelineConfig()
+    if label:
+        config = types.SimpleNamespace(spec=task_spec(label), gate=config.gate)
+    # As TFX's Evaluator executor passes it, with the candidate's baseline.
+    evaluation = tfma.utils.update_eval_config_with_defaults(eval_config(config), has_baseline=True,
+                                                             rubber_stamp=True)
+    assert tfma_extractors.metrics_read_only_default_inputs(evaluation)
+    models = [tfma.default_eval_shared_model(saved_model_dir, model_name=spec.name,
+                                             eval_config=evaluation)
+              for spec in evaluation.model_specs]
+    stages = [e.stage_name for e in tfma_extractors.custom_extractors(models, evaluation)]
+    assert stages.index("KeepForMetrics") == stages.index("ExtractUnbatchedInputs") - 1
+
+
+def test_a_metric_that_reads_features_gets_whole_extracts():
+    ranking = tfma.EvalConfig(model_specs=[tfma.ModelSpec(label_key="label")], metrics_specs=[
+        tfma.MetricsSpec(query_key="query", metrics=[
+            tfma.MetricConfig(class_name="MinLabelPosition", config='{"label_key": "relevance"}')])])
+    assert not tfma_extractors.metrics_read_only_default_inputs(ranking)
+    assert tfma_extractors.custom_extractors(None, ranking) is None  # TFMA's default extractors
+
+
+def test_a_cut_batch_slices_as_the_whole_batch_does():
+    """The slicer looks a feature up in each model's transformed features first, then in the raw
+    features: both keep the slicing features, and nothing else is left to split."""
+    config = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(name="candidate"), tfma.ModelSpec(name="baseline", is_baseline=True)],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["hour"])],
+        cross_slicing_specs=[tfma.CrossSlicingSpec(
+            baseline_spec=tfma.SlicingSpec(feature_keys=["payment"]),
+            slicing_specs=[tfma.SlicingSpec(feature_values={"company": "A"})])])
+    assert tfma_extractors.slicing_features(config) == {"hour", "payment", "company"}
+    batch = {
+        "input": np.array([b"x", b"y"], object),
+        "features": {"hour": np.array([[3], [4]]), "payment": np.array([[b"Cash"], [b"Card"]]),
+                     "company": np.array([[b"A"], [b"B"]]), "fare": np.array([[1.0], [2.0]])},
+        "transformed_features": {
+            name: {"hour": np.array([[30], [40]]), "fare_xf": np.array([[0.1], [0.2]])}
+            for name in ("candidate", "baseline")},
+        "labels": np.array([[1.0], [0.0]]),
+        "predictions": {"candidate": np.array([[0.7], [0.2]]), "baseline": np.array([[0.6], [0.1]])}}
+    # pylint: disable-next=protected-access
+    keep = tfma_extractors._KeepForMetrics(tfma_extractors.slicing_features(config),
+                                           ["candidate", "baseline"])
+    (cut,) = keep.process(dict(batch))
+    assert set(cut) == {"features", "transformed_features", "labels", "predictions"}
+    assert set(cut["features"]) == {"hour", "payment", "company"}
+    assert {n: set(f) for n, f in cut["transformed_features"].items()} == {
+        "candidate": {"hour"}, "baseline": {"hour"}}
+    slicer = slice_key_extractor.ExtractSliceKeysFn(eval_config=config, materialize=False)
+    specs = [tfma.slicer.SingleSliceSpec(spec=s) for s in config.slicing_specs]
+    # pylint: disable-next=protected-access
+    unbatch = unbatch_extractor._extract_unbatched_inputs
+    hours = []
+    for whole, kept in zip(unbatch(batch), unbatch(cut)):
+        np.testing.assert_equal([kept["labels"], kept["predictions"]],
+                                [whole["labels"], whole["predictions"]])
+        (sliced_whole,), (sliced_kept,) = slicer.process(whole, specs), slicer.process(kept, specs)
+        assert list(sliced_kept["_slice_key_types"]) == list(sliced_whole["_slice_key_types"])
+        hours += [key for key in sliced_kept["_slice_key_types"] if key]
+    assert sorted(hours) == [(("hour", 30),), (("hour", 40),)]  # the transformed values

@@ -204,7 +204,8 @@ def test_unchanged_code_keeps_every_key_even_when_its_files_are_rewritten(config
     ("components/atomic_pusher.py", {"Pusher"}),
     ("components/arrow_example_gen.py", {"CsvExampleGen"}),
     ("components/capped_evaluator.py", {"Evaluator"}),
-    ("components/tfma_metrics.py", {"Evaluator"}),  # TFMA imports the metrics by module name
+    ("components/tfma_extractors.py", {"Evaluator"}),
+    ("components/tfma_metrics.py", {"Evaluator"}),  # which TFMA imports by name, and the extractors
     # Their executors read a fixed number of rows per batch (the Evaluator's shares the helper).
     ("components/batch_size.py", {"StatisticsGen", "Transform", "Evaluator"}),
     # The TF.js tools: the converter, the Node runner and the pinned packages (no Python imports them).
