@@ -4,10 +4,16 @@ import json
 import os
 import shutil
 
+import apache_beam as beam
+import pyarrow as pa
 import pytest
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics.metric import MetricsFilter
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
+from tfx_bsl.tfxio import tf_example_record
 
 from components import arrow_example_gen, batch_size, capped_evaluator
 from models.spec import SPEC_KEY, TRANSFORM_KEYS
@@ -15,7 +21,7 @@ from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config
 from pipeline.pipeline import PREPROCESSING_FN, create_pipeline
 from tests.conftest import EXECUTOR_BEAM_ARGS, TAXI_SPEC, write_csv
-from tests.test_arrow_example_gen import ONE_INPUT, run
+from tests.test_arrow_example_gen import ONE_INPUT, records, run
 from tests.test_capped_evaluator import PIPELINE_SPLITS
 
 ROWS = 300  # per batch, in these tests: well under the 1,500 rows, and above tfx_bsl's adaptive 1..1,000
@@ -138,6 +144,61 @@ def test_the_evaluator_reads_batches_of_the_size(examples, saved_model_dir, tmp_
         {"eval_config": proto_utils.proto_to_json(config), "example_splits": "null",
          "max_examples": 0, batch_size.BATCH_SIZE_KEY: ROWS // 10, "code_sha256": "x"})
     assert_batches_of(batch_rows(executor), ROWS // 10, sources=("ReadFromTFRecordToArrow[eval]",))
+
+
+def _write(path, records, compression):
+    with beam.Pipeline() as pipeline:
+        _ = (pipeline | beam.Create(records) | beam.io.WriteToTFRecord(
+            path, coder=beam.coders.BytesCoder(), num_shards=1, shard_name_template="",
+            compression_type=compression))
+
+
+_READ = []  # the RecordBatches _read's pipeline made (Beam's in-process runner: this process)
+
+
+def _keep(batch):
+    _READ.append(batch)
+
+
+def _read(file_pattern, schema_path, rows=0):
+    """The RecordBatches a tf.Example source makes of the files, within tfxio_batch_size(rows)."""
+    with open(schema_path, encoding="utf-8") as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    tfxio = tf_example_record.TFExampleRecord(file_pattern=file_pattern, schema=schema,
+                                              raw_record_column_name="raw")
+    del _READ[:]
+    with batch_size.tfxio_batch_size(rows), beam.Pipeline() as pipeline:
+        _ = pipeline | tfxio.BeamSource() | beam.Map(_keep)
+    return list(_READ)
+
+
+def _rows(batches):
+    """Every row of the batches, by its raw record: a multiset the batching and file order leave."""
+    return sorted(json.dumps(row, sort_keys=True, default=repr)
+                  for batch in batches for row in pa.Table.from_batches([batch]).to_pylist())
+
+
+def test_a_source_reads_each_file_in_blocks_of_the_size(examples, tmp_path):
+    """Blocks of ROWS records from each file in turn, gzipped or not, decoded as tfx_bsl decodes
+    records one at a time: the same rows, each with its raw record."""
+    train = records(examples, "train")
+    _write(str(tmp_path / "a.gz"), train[:500], CompressionTypes.GZIP)
+    _write(str(tmp_path / "b"), train[500:750], CompressionTypes.UNCOMPRESSED)
+    pattern = [str(tmp_path / "*")]
+    blocks = _read(pattern, TAXI_SPEC.schema_path, ROWS)
+    assert sorted(b.num_rows for b in blocks) == [200, 250, ROWS]  # 500 = 300 + 200; 250
+    records_alone = _read(pattern, TAXI_SPEC.schema_path)  # tfx_bsl's own, one record at a time
+    assert _rows(blocks) == _rows(records_alone) and len(_rows(blocks)) == 750
+
+
+def test_files_compressed_otherwise_take_tfx_bsls_source(examples, tmp_path):
+    _write(str(tmp_path / "a.bz2"), records(examples, "eval")[:50], CompressionTypes.BZIP2)
+    assert sum(b.num_rows for b in _read([str(tmp_path / "*")], TAXI_SPEC.schema_path, ROWS)) == 50
+
+
+def test_no_matching_file_is_an_error_naming_the_pattern(tmp_path):
+    with pytest.raises(IOError, match="nothing"):
+        _read([str(tmp_path / "nothing*")], TAXI_SPEC.schema_path, ROWS)
 
 
 def test_zero_leaves_tfx_bsl_batching_adaptive():
