@@ -47,8 +47,10 @@ CODE_KEY = "code_sha256"
 
 @contextlib.contextmanager
 def tfxio_batch_size(rows: int) -> Iterator[None]:
-    """Within it, a TFXIO source built without a batch size batches `rows` rows (0: tfx_bsl's
-    adaptive default). Not for concurrent use: it swaps tfx_bsl's batching arguments while open."""
+    """Within it, a TFXIO source built without a batch size batches `rows` rows, and a tf.Example
+    source reads its files in blocks of that many (0: tfx_bsl's adaptive batching and its own
+    sources). Not for concurrent use: it swaps tfx_bsl's batching arguments and tf.Example source
+    while open."""
     if not rows:
         yield
         return
