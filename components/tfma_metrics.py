@@ -74,12 +74,17 @@ def _histogram_calibration(name: str, eval_config=None, model_name: str = "", ou
 PROJECT_METRICS = {"HistogramCalibration": HistogramCalibration}
 
 
+def batchable_metrics() -> Dict[str, type]:
+    """The metrics `Batched` wraps, by class name: TFMA's registered ones and the project's."""
+    return {**metric_types.registered_metrics(), **PROJECT_METRICS}
+
+
 class Batched(metric_types.Metric):
     """`metric` (a TFMA metric's class name, or one of PROJECT_METRICS) with its `config`, its
     per-example accumulators filled in batches; its name, keys and results are the metric's own."""
 
     def __init__(self, metric: str, **config):
-        classes = {**metric_types.registered_metrics(), **PROJECT_METRICS}
+        classes = batchable_metrics()
         if metric not in classes:
             raise ValueError(f"Batched: no TFMA metric named {metric!r}")
         self._metric, self._inner = metric, classes[metric](**config)

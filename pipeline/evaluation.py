@@ -87,7 +87,7 @@ def _label_range(spec) -> Optional[Tuple[float, float]]:
 def _metric(name: str, config: dict, **fields) -> tfma.MetricConfig:
     """TFMA's metric `name` with `config`; TFMA's own and the project's metrics batched
     (components/tfma_metrics.py), Keras metrics as TFMA computes them."""
-    if name in tfma.metrics.metric_types.registered_metrics() or name in tfma_metrics.PROJECT_METRICS:
+    if name in tfma_metrics.batchable_metrics():
         config = {"metric": name, **config}
         name, fields["module"] = tfma_metrics.Batched.__name__, tfma_metrics.__name__
     if config:
