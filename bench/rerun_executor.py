@@ -5,7 +5,8 @@
 
 Reads the node's last execution from the run's ML Metadata (its input artifacts and exec
 properties), runs the executor (the recorded one, or --executor) in-process (a Beam one on Beam's
-in_memory DirectRunner) into fresh output artifacts under --out, and prints the seconds as JSON.
+in_memory DirectRunner, with the project's Beam speed fixes as every pipeline run has them,
+pipeline/beam_tuning.py) into fresh output artifacts under --out, and prints the seconds as JSON.
 --set overrides an exec property (a JSON value); --drop-output leaves an output out (as the
 component does when that output is disabled); --profile N prints the N slowest functions by
 cumulative time.
@@ -30,6 +31,7 @@ from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 from tfx.dsl.components.base import base_beam_executor  # noqa: E402
 from tfx.types import artifact_utils, standard_artifacts  # noqa: E402,F401  (registers the types)
 
+from pipeline import beam_tuning  # noqa: E402
 from pipeline.config import DEFAULT_BEAM_ARGS, with_worker_setup  # noqa: E402
 from pipeline.run_summary import latest_run_id, open_store  # noqa: E402
 
@@ -111,6 +113,7 @@ def main(argv=None):
     parser.add_argument("--profile", type=int, default=0)
     parser.add_argument("--out", default="/tmp/rerun_executor")
     args = parser.parse_args(argv)
+    beam_tuning.install()
     inputs, outputs, properties = recorded(args.output_dir, args.node)
     outputs = {key: value for key, value in outputs.items() if key not in args.drop_output}
     for item in args.set:
