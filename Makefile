@@ -92,11 +92,17 @@ demo: install tfjs
 	$(PY) -m pipeline demo $(ARGS)
 
 # With every extra installed, a test that finds one missing fails instead of skipping (tests/conftest.py).
+# TEST_WORKERS pytest-xdist workers, each running whole test files (module fixtures are built once),
+# in the order tests/conftest.py gives them (the files with slow tests first; xdist would put the
+# files with the most tests first);
+# 0 runs the suite in this process.
+TEST_WORKERS ?= 2
+PYTEST_WORKERS := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 test: $(INSTALLED_ALL) tfjs chromium
-	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest $(PYTEST_ARGS)
+	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: $(INSTALLED_ALL) tfjs chromium
-	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	PIPELINE_TEST_REQUIRE_EXTRAS=1 $(PY) -m pytest -m "not slow" $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The run report's browser tests drive Debian's chromium (playwright never downloads its own browser).
 chromium:

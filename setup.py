@@ -65,9 +65,9 @@ setup(
     extras_require={
         # palmerpenguins: the multiclass example table of the any-table tests and `make quality`.
         # playwright: drives Debian's chromium (`make chromium`) in the run report's browser tests;
-        # pillow (matplotlib's too) reads their screenshots.
-        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "palmerpenguins==0.1.6",
-                 "playwright==1.65.2", "pillow==12.3.0"],
+        # pillow (matplotlib's too) reads their screenshots; pytest-xdist: make test's workers.
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0",
+                 "palmerpenguins==0.1.6", "playwright==1.65.2", "pillow==12.3.0"],
         # croniter: pipeline/airflow_config.py validates schedules as Airflow does.
         "airflow": ["apache-airflow==2.11.0", "croniter==7.0.0"],
         "kfp": ["kfp==2.5.0; python_version < '3.11'", "kfp==2.6.0; python_version >= '3.11'"],

@@ -31,6 +31,14 @@ TAXI_CSV = os.path.join(default_data_root(), "data.csv")
 REQUIRE_EXTRAS = os.environ.get("PIPELINE_TEST_REQUIRE_EXTRAS") == "1"
 
 
+def pytest_collection_modifyitems(items):
+    """Test files with `slow` tests first, each file's tests together and in order: `make test`'s
+    workers (pytest-xdist, a file per worker at a time) then start the long files at once rather than
+    one of them finishing last alone."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 def require_extra(extra, module):
     """Skips the calling test (or module) when the `[extra]` that provides `module` is not installed;
     fails it instead under PIPELINE_TEST_REQUIRE_EXTRAS=1."""
