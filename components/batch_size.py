@@ -20,13 +20,20 @@ decode 400k taxi records (README "Scale"). Each file is read by tf.data, in orde
 short; the blocks are decoded by tfx_bsl's own decoder and profiled by its RecordBatch telemetry.
 Files are matched when the pipeline is built, as Beam's TFRecord source does; files compressed other
 than gzip take tfx_bsl's own source.
+
+Transform also writes its transformed examples a batch per Beam element (`_write_batches`): TFX
+encodes each transformed RecordBatch with tfx_bsl's encoder, then hands Beam's TFRecord sink one
+element per example. Here the batch's examples stay one element and are framed and written in one
+call: the same files, records and order (tests/test_batch_size.py).
 """
 import contextlib
+import io
 import json
 from typing import Any, Dict, Iterator, List, Optional
 
 import apache_beam as beam
 import tensorflow as tf
+from apache_beam.io import tfrecordio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -34,11 +41,12 @@ from tfx import types
 from tfx.components.statistics_gen import executor as statistics_gen_executor
 from tfx.components.transform import component as transform_component
 from tfx.components.transform import executor as transform_executor
+from tfx.components.transform import labels as transform_labels
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts, standard_component_specs as keys
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
-from tfx_bsl.coders import batch_util
+from tfx_bsl.coders import batch_util, example_coder
 from tfx_bsl.tfxio import telemetry, tf_example_record
 
 BATCH_SIZE_KEY = "batch_size"  # a parameter of StatisticsGen, a key of Transform's custom_config
@@ -141,13 +149,65 @@ class StatisticsGen(base_beam_component.BaseBeamComponent):
             statistics=types.Channel(type=standard_artifacts.ExampleStatistics)))
 
 
+class _TFRecordBatchSink(tfrecordio._TFRecordSink):  # pylint: disable=protected-access
+    """Beam's TFRecord sink, each element a list of serialized records, framed as Beam frames one."""
+
+    def write_record(self, file_handle, value: List[bytes]) -> None:
+        framed = io.BytesIO()  # one write per batch: the compressed file's writes cost per call
+        for record in value:
+            tfrecordio._TFRecordUtil.write_record(framed, record)  # pylint: disable=protected-access
+        file_handle.write(framed.getvalue())
+
+
+class _EncodeBatch(beam.DoFn):
+    """A transformed RecordBatch -> its tf.Examples, serialized, as one list (TFX's encoding, without
+    its internal key column)."""
+
+    def __init__(self, schema):
+        self._schema = schema
+        self._encoder = None
+
+    def setup(self):
+        self._encoder = example_coder.RecordBatchToExamplesEncoder(self._schema)
+
+    def process(self, element) -> Iterator[List[bytes]]:
+        record_batch, _ = element
+        # pylint: disable=protected-access
+        yield self._encoder.encode(transform_executor._FilterInternalColumn(record_batch))
+
+
+@contextlib.contextmanager
+def _write_batches() -> Iterator[None]:
+    """Within it, Transform writes tf.Example outputs a batch per Beam element (other formats: TFX's
+    own writing). Not for concurrent use: it swaps TFX's TransformProcessor._EncodeAndWrite."""
+    processor = transform_executor.TransformProcessor
+    original = processor.__dict__["_EncodeAndWrite"]
+
+    @beam.ptransform_fn
+    def encode_and_write(pcoll, schema, file_format: str, output_path: str):
+        if file_format != transform_labels.FORMAT_TFRECORD:
+            return pcoll | original.__func__(
+                schema=schema, file_format=file_format, output_path=output_path)
+        return (pcoll
+                | "EncodeBatches" >> beam.ParDo(_EncodeBatch(schema))
+                | "WriteBatches" >> beam.io.Write(_TFRecordBatchSink(
+                    output_path, beam.coders.BytesCoder(), ".gz", 0, None, CompressionTypes.AUTO)))
+
+    processor._EncodeAndWrite = staticmethod(encode_and_write)  # pylint: disable=protected-access
+    try:
+        yield
+    finally:
+        processor._EncodeAndWrite = original  # pylint: disable=protected-access
+
+
 class TransformExecutor(transform_executor.Executor):
-    """TFX's Transform executor, its sources batching custom_config's `batch_size` rows."""
+    """TFX's Transform executor, its sources batching custom_config's `batch_size` rows, its
+    transformed examples written a batch at a time."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         custom_config = json.loads(exec_properties.get(keys.CUSTOM_CONFIG_KEY) or "null") or {}
-        with tfxio_batch_size(custom_config.get(BATCH_SIZE_KEY) or 0):
+        with tfxio_batch_size(custom_config.get(BATCH_SIZE_KEY) or 0), _write_batches():
             super().Do(input_dict, output_dict, exec_properties)
 
 

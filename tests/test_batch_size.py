@@ -7,10 +7,12 @@ import shutil
 import apache_beam as beam
 import pyarrow as pa
 import pytest
+import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics.metric import MetricsFilter
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.components.transform import executor as transform_executor
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 from tfx_bsl.tfxio import tf_example_record
@@ -106,6 +108,60 @@ def test_statistics_gen_reads_batches_of_the_size(examples, tmp_path):
 
     train = tfdv.load_stats_binary(str(tmp_path / "statistics" / "Split-train" / "FeatureStats.pb"))
     assert train.datasets[0].num_examples == max(rows for _, _, rows in found.values())
+
+
+@pytest.mark.slow  # ~20 s each: a real Transform, a real TFMA evaluation
+def _transform(executor, examples, schema, out):
+    """Runs the Transform executor as the pipeline does, into `out`."""
+    outputs = {}
+    for key, artifact_class in (("transform_graph", standard_artifacts.TransformGraph),
+                                ("transformed_examples", standard_artifacts.Examples),
+                                ("updated_analyzer_cache", standard_artifacts.TransformCache)):
+        outputs[key] = [artifact_class()]
+        outputs[key][0].uri = str(out / key)
+    custom_config = {SPEC_KEY: TAXI_SPEC.to_json(TRANSFORM_KEYS), batch_size.BATCH_SIZE_KEY: ROWS}
+    executor.Do(
+        {"examples": [examples], "schema": [schema]}, outputs,
+        {"preprocessing_fn": PREPROCESSING_FN, "custom_config": json.dumps(custom_config),
+         "disable_statistics": 1, "force_tf_compat_v1": 1})
+    return out / "transformed_examples"
+
+
+@pytest.fixture(scope="module")
+def transformed(examples, schema, tmp_path_factory):
+    """(the executor, its transformed examples) of the pipeline's Transform executor."""
+    out = tmp_path_factory.mktemp("transform")
+    executor = make(batch_size.TransformExecutor, out)
+    return executor, _transform(executor, examples, schema, out)
+
+
+def test_transform_analyzes_and_transforms_batches_of_the_size(transformed):
+    executor, _ = transformed
+    # The analyzers read train; the transform pass reads train and eval.
+    assert_batches_of(batch_rows(executor), ROWS,
+                      sources=("AnalysisIndex0", "TransformIndex0", "TransformIndex1"))
+
+
+def _examples_by_file(split_dir):
+    """{file name: its tf.Examples, in order} (parsed: a serialized example's features are a map,
+    written in its RecordBatch's column order, which differs from one Transform run to another)."""
+    return {name: [tf.train.Example.FromString(r) for r in
+                   tf.data.TFRecordDataset(str(split_dir / name), "GZIP").as_numpy_iterator()]
+            for name in sorted(os.listdir(split_dir))}
+
+
+def test_transform_writes_batches_as_tfxs_own_writing_writes_examples(
+        transformed, examples, schema, tmp_path):
+    """The transformed examples, written a batch per Beam element: the same files, holding the same
+    examples in the same order, as TFX's executor writes with one element per example (its reading
+    in the same blocks)."""
+    _, ours = transformed
+    with batch_size.tfxio_batch_size(ROWS):
+        theirs = _transform(make(transform_executor.Executor, tmp_path), examples, schema, tmp_path)
+    for split in ("Split-train", "Split-eval"):
+        written = _examples_by_file(ours / split)
+        assert written == _examples_by_file(theirs / split)
+        assert sum(map(len, written.values())) > 100, written.keys()
 
 
 @pytest.mark.slow  # ~20 s each: a real Transform, a real TFMA evaluation
