@@ -24,7 +24,7 @@ than gzip take tfx_bsl's own source.
 Transform also writes its transformed examples a batch per Beam element (`_write_batches`): TFX
 encodes each transformed RecordBatch with tfx_bsl's encoder, then hands Beam's TFRecord sink one
 element per example. Here the batch's examples stay one element and are framed and written in one
-call: the same files, records and order (tests/test_batch_size.py).
+call: the same files, holding the same examples in the same order (tests/test_batch_size.py).
 """
 import contextlib
 import io
