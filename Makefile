@@ -94,8 +94,7 @@ demo: install tfjs
 # With every extra installed, a test that finds one missing fails instead of skipping (tests/conftest.py).
 # TEST_WORKERS pytest-xdist workers, each running whole test files (module fixtures are built once),
 # in the order tests/conftest.py gives them (the files with slow tests first; xdist would put the
-# files with the most tests first);
-# 0 runs the suite in this process.
+# files with the most tests first); TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
 PYTEST_WORKERS := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 test: $(INSTALLED_ALL) tfjs chromium
