@@ -12,7 +12,9 @@ thresholds and derived computations, whose calibration histogram, binary confusi
 example count are filled by `_BatchedCombiner`: a preprocessor unpacks each example once per
 computation, before the fan-out to slices; the combiner buffers the rows and adds them with numpy, in
 the order TFMA would (`np.add.at` adds in order), then hands TFMA's own accumulator to TFMA's own
-merge and extract. Rows outside the simple case (a label other than 0 or 1, several values, a zero or
+merge and extract. When the Evaluator's extractors hand TFMA groups of rows rather than examples
+(`ROWS_KEY`, components/tfma_extractors.py), the preprocessor unpacks a group's columns at once and
+the combiner takes them as one block. Rows outside the simple case (a label other than 0 or 1, several values, a zero or
 non-finite weight, a non-finite prediction) take TFMA's own per-example path. This reads private
 parts of TFMA (pinned in requirements-3.X.lock); tests/test_evaluation.py compares every slice's
 values and plots with TFMA's own metrics.
@@ -27,9 +29,13 @@ from tensorflow_model_analysis.contrib.aggregates import binary_confusion_matric
 from tensorflow_model_analysis.metrics import (binary_confusion_matrices, calibration_histogram,
                                                example_count, metric_types,
                                                metric_util)
+from tensorflow_model_analysis.utils import util
 
 # Rows buffered per accumulator before they are added (memory: 24 bytes and a tuple each).
 FLUSH_ROWS = 4096
+# In an extract holding a group of rows rather than one example (components/tfma_extractors.py):
+# how many.
+ROWS_KEY = "_project_rows"
 
 
 class HistogramCalibration(metric_types.Metric):
@@ -299,7 +305,53 @@ class LabelPredictionWeight(metric_types.Preprocessor):
             return None
         return (label, prediction, weight)
 
+    def _column(self, value: Any, rows: int) -> Optional[np.ndarray]:
+        """A group's one number per row, as floats; None for anything else."""
+        if (isinstance(value, np.ndarray) and value.ndim and len(value) == rows
+                and value.size == rows and value.dtype.kind in "fiub"):
+            return value.reshape(rows).astype(np.float64)
+        return None
+
+    def _block(self, extracts, rows: int) -> Tuple[np.ndarray, np.ndarray]:
+        """`_row` for a group of rows at once: which rows are simple, and theirs (n x 3)."""
+        simple, weight = np.ones(rows, bool), np.ones(rows)
+        if self._example_weighted:
+            weight = self._column(_lookup(_lookup(extracts.get(constants.EXAMPLE_WEIGHTS_KEY),
+                                                  self._model_name), self._output_name), rows)
+            if weight is None:
+                return np.zeros(rows, bool), np.zeros((0, 3))
+            with np.errstate(invalid="ignore"):
+                simple &= np.isfinite(weight) & (weight > 0)
+        label = prediction = np.zeros(rows)
+        if not self._weight_only:
+            label = self._column(_lookup(_lookup(_lookup(
+                extracts.get(constants.LABELS_KEY), self._label_key), self._model_name),
+                self._output_name), rows)
+            prediction = extracts.get(constants.PREDICTIONS_KEY)
+            if self._model_name:
+                prediction = (prediction.get(self._model_name) if isinstance(prediction, Mapping)
+                              else None)
+            prediction = _lookup(prediction, self._output_name)
+            if isinstance(prediction, Mapping):
+                prediction = prediction.get(self._prediction_key) if self._prediction_key else None
+            prediction = self._column(prediction, rows)
+            if label is None or prediction is None:
+                return np.zeros(rows, bool), np.zeros((0, 3))
+            simple &= ((label == 0.0) | (label == 1.0)) & np.isfinite(prediction)
+        return simple, np.stack([label, prediction, weight], axis=1)[simple]
+
     def process(self, extracts):
+        rows = extracts.get(ROWS_KEY)
+        if rows is not None:  # a group of rows: the simple ones as a block, the others one by one
+            simple, block = self._block(extracts, rows)
+            if len(block):
+                yield block
+            if not simple.all():
+                examples = util.split_extracts({key: value for key, value in extracts.items()
+                                                if key not in (ROWS_KEY, constants.SLICE_KEY_TYPES_KEY)})
+                for i in np.flatnonzero(~simple):
+                    yield from self.process(examples[i])
+            return
         row = self._row(extracts)
         if row is None:
             row = metric_util.to_standard_metric_inputs(
@@ -309,10 +361,12 @@ class LabelPredictionWeight(metric_types.Preprocessor):
 
 
 class _Accumulator:
-    __slots__ = ("rows", "state", "tfma")
+    __slots__ = ("rows", "blocks", "pending", "state", "tfma")
 
     def __init__(self, state: np.ndarray):
         self.rows: List[Tuple[float, float, float]] = []
+        self.blocks: List[np.ndarray] = []  # in the order they came, the rows before each included
+        self.pending = 0  # rows in both
         self.state = state
         self.tfma = None  # TFMA's accumulator of the examples outside the simple case
 
@@ -336,18 +390,28 @@ class _BatchedCombiner(beam.CombineFn):
     def add_input(self, accumulator: _Accumulator, element) -> _Accumulator:
         if isinstance(element, tuple):
             accumulator.rows.append(element)
-            if len(accumulator.rows) >= FLUSH_ROWS:
-                self._flush(accumulator)
+            accumulator.pending += 1
+        elif isinstance(element, np.ndarray):  # a group's rows (LabelPredictionWeight._block)
+            if accumulator.rows:
+                accumulator.blocks.append(np.array(accumulator.rows, np.float64))
+                accumulator.rows = []
+            accumulator.blocks.append(element)
+            accumulator.pending += len(element)
         else:
             if accumulator.tfma is None:
                 accumulator.tfma = self._combiner.create_accumulator()
             accumulator.tfma = self._combiner.add_input(accumulator.tfma, element)
+            return accumulator
+        if accumulator.pending >= FLUSH_ROWS:
+            self._flush(accumulator)
         return accumulator
 
     def _flush(self, accumulator: _Accumulator) -> _Accumulator:
         if accumulator.rows:
-            self._kind.add(self._combiner, accumulator.state, np.array(accumulator.rows, np.float64))
-            accumulator.rows = []
+            accumulator.blocks.append(np.array(accumulator.rows, np.float64))
+        if accumulator.blocks:
+            self._kind.add(self._combiner, accumulator.state, np.concatenate(accumulator.blocks))
+        accumulator.rows, accumulator.blocks, accumulator.pending = [], [], 0
         return accumulator
 
     def compact(self, accumulator: _Accumulator) -> _Accumulator:

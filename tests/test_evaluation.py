@@ -4,10 +4,14 @@ import json
 import math
 import types
 
+import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from google.protobuf import json_format, text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.tfxio import tensor_adapter, tf_example_record
 from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator
 from tensorflow_model_analysis.extractors import slice_key_extractor, unbatch_extractor
 from tensorflow_model_analysis.metrics import metric_specs
@@ -89,15 +93,21 @@ def _write_examples(path, rows=3000):
             writer.write(example.SerializeToString())
 
 
-def _evaluate(config, data, output):
-    """TFMA on predictions stored with the examples (no model), as the Evaluator computes them."""
+def _model_agnostic(config):
+    """The config for predictions stored with the examples (no model)."""
     agnostic = tfma.EvalConfig()
     agnostic.CopyFrom(config)
     del agnostic.model_specs[:]
     agnostic.model_specs.add(label_key="label", prediction_key="prediction")
     for metric in agnostic.metrics_specs[0].metrics:
         metric.ClearField("per_slice_thresholds")  # the gate needs a baseline model
-    tfma.run_model_analysis(eval_config=agnostic, data_location=data, output_path=output)
+    return agnostic
+
+
+def _evaluate(config, data, output, **kwargs):
+    """TFMA on predictions stored with the examples (no model), as the Evaluator computes them."""
+    tfma.run_model_analysis(eval_config=_model_agnostic(config), data_location=data,
+                            output_path=output, **kwargs)
     metrics = {slice_key: values[""][""]
                for slice_key, values in tfma.load_eval_result(output).slicing_metrics}
     # Bytes: the plots hold NaNs (precision where nothing is predicted positive).
@@ -126,6 +136,111 @@ def test_the_binary_metrics_are_tfmas_own_in_every_slice(tmp_path):
     assert math.isnan(float(ours[(("payment_type", "No Charge"),)]["calibration"]["doubleValue"]))
     # The report's ROC, precision-recall and calibration figures: the plots, unchanged.
     assert our_plots == tfma_plots
+
+
+# The columns _write_examples writes, dense but for the hour, which may be missing (a list per row).
+SCHEMA = text_format.Parse("""
+    feature { name: "label" type: FLOAT presence { min_fraction: 1 } shape { dim { size: 1 } } }
+    feature { name: "prediction" type: FLOAT presence { min_fraction: 1 } shape { dim { size: 1 } } }
+    feature { name: "payment_type" type: BYTES presence { min_fraction: 1 } shape { dim { size: 1 } } }
+    feature { name: "trip_start_hour" type: INT value_count { min: 0 max: 1 } }
+""", schema_pb2.Schema())
+
+
+def _only_groups(extracts):
+    assert tfma_metrics.ROWS_KEY in extracts, "a batch was split per example"
+    return extracts
+
+
+def test_rows_grouped_by_their_slices_give_tfmas_own_metrics(tmp_path):
+    """The Evaluator's extractors when every metric takes blocks (components/tfma_extractors.py):
+    each batch's rows grouped by the slices they fall in, not split per example, and TFMA's own
+    values in every slice, the fractional labels' rows included (TFMA's per-example path)."""
+    data = str(tmp_path / "examples.tfrecord")
+    _write_examples(data)
+    config = _model_agnostic(BINARY)
+    assert tfma_extractors.metrics_take_blocks(config)
+    source = tf_example_record.TFExampleRecord(file_pattern=data, schema=SCHEMA)
+    adapter = tensor_adapter.TensorAdapterConfig(arrow_schema=source.ArrowSchema(),
+                                                 tensor_representations=source.TensorRepresentations())
+    extractors = tfma_extractors.custom_extractors(None, config, adapter)
+    stage = extractors[-1]
+    extractors[-1] = tfma.extractors.Extractor(
+        stage_name=stage.stage_name, ptransform=stage.ptransform | beam.Map(_only_groups))
+    ours, our_plots = _evaluate(BINARY, data, str(tmp_path / "ours"), schema=SCHEMA,
+                                extractors=extractors)
+    tfmas, tfma_plots = _evaluate(_tfmas_own(BINARY), data, str(tmp_path / "tfma"), schema=SCHEMA)
+    assert len(ours) == 1 + 3 + 24 and set(ours) == set(tfmas)
+    for slice_key, expected in tfmas.items():
+        assert set(ours[slice_key]) == set(expected)
+        for name, value in expected.items():
+            a, b = float(ours[slice_key][name]["doubleValue"]), float(value["doubleValue"])
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-12, abs=0), \
+                (slice_key, name)
+    assert our_plots.keys() == tfma_plots.keys()
+    for key, plot in tfma_plots.items():  # float sums added in another order
+        _close(json_format.MessageToDict(plot_pb(our_plots[key])),
+               json_format.MessageToDict(plot_pb(plot)))
+
+
+def plot_pb(serialized):
+    from tensorflow_model_analysis.proto import metrics_for_slice_pb2  # pylint: disable=import-outside-toplevel
+
+    return metrics_for_slice_pb2.PlotsForSlice.FromString(serialized)
+
+
+def _close(a, b, path=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _close(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, (int, float)) and not isinstance(a, bool):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-12, nan_ok=True), path
+    else:
+        assert a == b, path
+
+
+def test_a_batch_is_grouped_by_the_slices_tfma_gives_each_row():
+    """Rows land in one group with the slice keys TFMA's own slicer gives each of them (a feature
+    that may be missing, one with several values, a cross of two), with their own labels and
+    predictions."""
+    config = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key="label")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["hour"]),
+                       tfma.SlicingSpec(feature_keys=["hour", "payment"]),
+                       tfma.SlicingSpec(feature_values={"tags": "b"})])
+    rows = 12
+    hours = [np.array([h], np.int64) if h is not None else np.array([], np.int64)
+             for h in [3, 4, None, 3, 4, 3, None, 5, 3, 4, 3, 3]]
+    batch = {
+        "features": {
+            "hour": tfma.types.VarLenTensorValue.from_dense_rows(hours),
+            "payment": np.array([[b"Cash"], [b"Card"]] * 6, object),
+            "tags": np.array([[b"a", b"b"], [b"b", b"b"], [b"a", b"a"]] * 4, object),
+            "fare": np.arange(rows, dtype=np.float32).reshape(rows, 1)},
+        "labels": np.arange(rows) % 2,
+        "predictions": np.linspace(0, 1, rows, dtype=np.float32)}
+    # pylint: disable=protected-access
+    grouped = tfma_extractors._SlicedBatches(config)
+    grouped.setup()
+    groups = list(grouped.process(dict(batch)))
+    assert 1 < len(groups) < rows and all(tfma_metrics.ROWS_KEY in g for g in groups)
+    expected = list(grouped._per_example(dict(batch)))  # TFMA's own split and slicing
+    seen = []
+    for group in groups:
+        assert set(group) == {"labels", "predictions", "_slice_key_types", tfma_metrics.ROWS_KEY}
+        for label, prediction in zip(group["labels"], group["predictions"]):
+            row = next(i for i, e in enumerate(expected) if i not in seen and
+                       e["labels"] == label and e["predictions"] == prediction)
+            seen.append(row)
+            assert set(group["_slice_key_types"]) == set(expected[row]["_slice_key_types"])
+    assert sorted(seen) == list(range(rows))
+    assert {key for g in groups for key in g["_slice_key_types"]} >= {
+        (), (("hour", 3),), (("hour", 3), ("payment", "Card")), (("tags", "b"),)}
 
 
 TWO_MODELS = tfma.EvalConfig(model_specs=[
@@ -161,12 +276,14 @@ def test_an_example_is_unpacked_once_as_tfma_unpacks_it(label, prediction, weigh
     assert row == tuple(float(v) for v in expected)
 
 
-@pytest.mark.parametrize("label", [
-    None,  # the taxi spec's binary label
-    {"column": "payment_type", "task": "multiclass", "classes": ["Cash", "Credit Card", "Unknown"]},
-    {"column": "tips", "task": "regression"}])
-def test_every_tasks_metrics_read_only_labels_predictions_and_weights(label, saved_model_dir):
-    """So the Evaluator cuts every batch to its slicing features before TFMA splits it."""
+@pytest.mark.parametrize("label, blocks", [
+    (None, True),  # the taxi spec's binary label: every metric batched
+    ({"column": "payment_type", "task": "multiclass", "classes": ["Cash", "Credit Card", "Unknown"]},
+     False),
+    ({"column": "tips", "task": "regression"}, False)])
+def test_every_tasks_metrics_read_only_labels_predictions_and_weights(label, blocks, saved_model_dir):
+    """So the Evaluator cuts every batch to its slicing features before TFMA splits it, or, when
+    every metric takes blocks of rows, groups each batch's rows by their slices instead of splitting."""
     config = PipelineConfig()
     if label:
         config = types.SimpleNamespace(spec=task_spec(label), gate=config.gate)
@@ -177,8 +294,12 @@ def test_every_tasks_metrics_read_only_labels_predictions_and_weights(label, sav
     models = [tfma.default_eval_shared_model(saved_model_dir, model_name=spec.name,
                                              eval_config=evaluation)
               for spec in evaluation.model_specs]
+    assert tfma_extractors.metrics_take_blocks(evaluation, models) == blocks
     stages = [e.stage_name for e in tfma_extractors.custom_extractors(models, evaluation)]
-    assert stages.index("KeepForMetrics") == stages.index("ExtractUnbatchedInputs") - 1
+    if blocks:
+        assert "ExtractUnbatchedInputs" not in stages and stages[-1] == "ExtractSliceKeys"
+    else:
+        assert stages.index("KeepForMetrics") == stages.index("ExtractUnbatchedInputs") - 1
 
 
 def test_a_metric_that_reads_features_gets_whole_extracts():
