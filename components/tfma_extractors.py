@@ -107,7 +107,8 @@ def metrics_take_blocks(eval_config: tfma.EvalConfig, eval_shared_models=()) -> 
             or any(model.include_default_metrics for model in eval_shared_models if model)):
         return False
     computations = metric_specs.to_computations(eval_config.metrics_specs, eval_config=eval_config)
-    per_example = [c for c in computations if type(c) is metric_types.MetricComputation]  # pylint: disable=unidiomatic-typecheck
+    # Derived and cross-slice computations read combined results, not examples.
+    per_example = [c for c in computations if isinstance(c, metric_types.MetricComputation)]
     return all(len(c.preprocessors or ()) == 1
                and isinstance(c.preprocessors[0], tfma_metrics.LabelPredictionWeight)
                for c in per_example)

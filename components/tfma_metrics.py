@@ -14,8 +14,9 @@ computation, before the fan-out to slices; the combiner buffers the rows and add
 the order TFMA would (`np.add.at` adds in order), then hands TFMA's own accumulator to TFMA's own
 merge and extract. When the Evaluator's extractors hand TFMA groups of rows rather than examples
 (`ROWS_KEY`, components/tfma_extractors.py), the preprocessor unpacks a group's columns at once and
-the combiner takes them as one block. Rows outside the simple case (a label other than 0 or 1, several values, a zero or
-non-finite weight, a non-finite prediction) take TFMA's own per-example path. This reads private
+the combiner takes them as one block. Rows outside the simple case (a label other than 0 or 1,
+several values, a zero or non-finite weight, a non-finite prediction) take TFMA's own per-example
+path. This reads private
 parts of TFMA (pinned in requirements-3.X.lock); tests/test_evaluation.py compares every slice's
 values and plots with TFMA's own metrics.
 """

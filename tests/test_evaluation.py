@@ -15,6 +15,7 @@ from tfx_bsl.tfxio import tensor_adapter, tf_example_record
 from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator
 from tensorflow_model_analysis.extractors import slice_key_extractor, unbatch_extractor
 from tensorflow_model_analysis.metrics import metric_specs
+from tensorflow_model_analysis.proto import metrics_for_slice_pb2
 
 from components import tfma_extractors, tfma_metrics
 from pipeline.config import PipelineConfig
@@ -184,8 +185,6 @@ def test_rows_grouped_by_their_slices_give_tfmas_own_metrics(tmp_path):
 
 
 def plot_pb(serialized):
-    from tensorflow_model_analysis.proto import metrics_for_slice_pb2  # pylint: disable=import-outside-toplevel
-
     return metrics_for_slice_pb2.PlotsForSlice.FromString(serialized)
 
 
