@@ -5,7 +5,7 @@ TFMA scores every example of the eval split, and its time grows with it (measure
 When the split holds more, the Evaluator scores a sample: the `max_examples` rows with the smallest
 sha256 of their serialized tf.Example, so the same row is in or out of the sample in every run, and
 the candidate and its baseline are judged on the same rows. The sample is written to the executor's
-temporary directory (two streaming passes over the split; memory: 8 bytes per eval row) and TFX's
+temporary directory (two streaming passes over the split; memory: 9 bytes per eval row) and TFX's
 executor evaluates it. The evaluation artifact records how many examples were scored of how many
 (`EVALUATED_KEY`, `SPLIT_EXAMPLES_KEY`), which the run summary states when the cap applied.
 TFMA reads the examples `batch_size` rows at a time (components/batch_size.py; 0: tfx_bsl's adaptive
@@ -65,20 +65,18 @@ def sample_split(split_uri: str, output_uri: str, max_examples: int) -> Tuple[in
         return len(keys_), len(keys_)
     threshold = np.partition(keys_, max_examples - 1)[max_examples - 1]
     # Rows below the threshold, then rows at it (equal keys: equal rows) until the cap.
-    left_at_threshold = max_examples - int((keys_ < threshold).sum())
+    chosen = keys_ < threshold
+    at_threshold = np.flatnonzero(keys_ == threshold)
+    chosen[at_threshold[:max_examples - int(chosen.sum())]] = True
     fileio.makedirs(output_uri)
-    written = 0
-    with tf.io.TFRecordWriter(os.path.join(output_uri, "data_tfrecord-00000-of-00001.gz"),
-                              "GZIP") as writer:
-        for batch in _split_batches(split_uri):
-            for record, key in zip(batch, _keys(batch)):
-                if key == threshold and left_at_threshold > 0:
-                    left_at_threshold -= 1
-                elif key >= threshold:
-                    continue
+    # Uncompressed: a temporary file, read once, by the Evaluator alone.
+    with tf.io.TFRecordWriter(os.path.join(output_uri, "data_tfrecord-00000-of-00001")) as writer:
+        start = 0
+        for batch in _split_batches(split_uri):  # the same rows in the same order: keys_ in step
+            for record in batch[chosen[start:start + len(batch)]]:
                 writer.write(record)
-                written += 1
-    return written, len(keys_)
+            start += len(batch)
+    return int(chosen.sum()), len(keys_)
 
 
 def _copy_split(split_uri: str, output_uri: str) -> None:

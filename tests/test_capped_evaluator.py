@@ -60,7 +60,8 @@ def _through_metadata(artifact, tmp_path):
 
 def _sample(split_uri):
     return [r for path in sorted(glob.glob(os.path.join(split_uri, "*")))
-            for r in tf.data.TFRecordDataset(path, "GZIP").as_numpy_iterator()]
+            for r in tf.data.TFRecordDataset(path, "GZIP" if path.endswith(".gz") else "")
+            .as_numpy_iterator()]
 
 
 def test_the_sample_is_the_rows_of_smallest_hash_whatever_the_files(examples, tmp_path):
