@@ -7,6 +7,7 @@ ranges with headroom, category ranges exact; a small tolerated share of unseen c
 thresholds against the previous data; and a SERVING environment without the label's columns.
 """
 import os
+import tempfile
 from typing import Dict
 
 import tensorflow_data_validation as tfdv
@@ -19,7 +20,10 @@ DRIFT_JENSEN_SHANNON = 0.25  # numeric drift, on quantile histograms (equal-widt
 
 
 def curated_schema(data_root: str, mapping: dict, columns: Dict) -> schema_pb2.Schema:
-    statistics = tfdv.generate_statistics_from_csv(os.path.join(data_root, "*"))
+    # TFDV writes the statistics to a file too: without a path, to a directory it leaves in /tmp.
+    with tempfile.TemporaryDirectory(prefix="init_statistics_") as temp:
+        statistics = tfdv.generate_statistics_from_csv(
+            os.path.join(data_root, "*"), output_path=os.path.join(temp, "data_stats.tfrecord"))
     schema = tfdv.infer_schema(statistics, infer_feature_shape=False)
     features = mapping["features"]
     label = mapping["label"]["column"]

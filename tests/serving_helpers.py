@@ -67,13 +67,14 @@ def in_process_predictions(model, rows):
 def serving(serving_dir, *extra_args, grpc=True):
     """`python -m pipeline serve` as a user starts it (the project sets Keras 2 itself), REST and gRPC on
     free ports; yields the LocalServer once MODEL_NAME is AVAILABLE and checks it exits cleanly."""
-    log_path = os.path.join(tempfile.mkdtemp(prefix="serve_log_"), "server.log")
-    server = LocalServer(str(serving_dir), MODEL_NAME, log_path, startup_timeout_s=180, grpc=grpc,
-                         extra_args=extra_args, env=cli_env()).start()
-    try:
-        yield server
-    finally:
-        assert server.stop() == 0, server.log()
+    with tempfile.TemporaryDirectory(prefix="serve_log_") as log_dir:
+        server = LocalServer(str(serving_dir), MODEL_NAME, os.path.join(log_dir, "server.log"),
+                             startup_timeout_s=180, grpc=grpc, extra_args=extra_args,
+                             env=cli_env()).start()
+        try:
+            yield server
+        finally:
+            assert server.stop() == 0, server.log()
 
 
 def send_together(url, path, bodies):

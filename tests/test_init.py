@@ -1,5 +1,6 @@
 """`python -m pipeline init`: the decisions it makes from a table, and the spec and schema it writes."""
 import os
+import tempfile
 
 import pandas as pd
 import pytest
@@ -112,6 +113,18 @@ def test_cli_prints_each_decision_and_the_next_command(tmp_path):
     result = CliRunner().invoke(cli.main, ["init", "--data-root", str(tmp_path / "data"),
                                            "--label", "payment_type", "--spec", str(tmp_path / "trips")])
     assert result.exit_code == 2 and "--force" in result.output
+
+
+def test_init_leaves_nothing_in_the_temporary_directory(tmp_path, monkeypatch):
+    """TFDV writes the statistics it infers the schema from to a file, by default in a new directory
+    under /tmp that it leaves behind."""
+    os.makedirs(tmp_path / "data")
+    os.makedirs(tmp_path / "tmp")
+    with open(TAXI_CSV, encoding="utf-8") as f:
+        (tmp_path / "data" / "trips.csv").write_text("".join(f.readlines()[:200]))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    init_spec.write(str(tmp_path / "spec"), str(tmp_path / "data"), "payment_type")
+    assert os.listdir(tmp_path / "tmp") == []
 
 
 def test_unknown_and_missing_labels_are_refused_with_file_and_line(flights_spec, tmp_path):

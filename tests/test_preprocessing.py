@@ -42,7 +42,7 @@ def transformed(taxi_rows):
     raw[2]["trip_start_hour"] = [99]
     raw[3]["trip_miles"], raw[3]["trip_seconds"] = [], []
     metadata = dataset_metadata.DatasetMetadata(schema)
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True):
+    with tempfile.TemporaryDirectory() as temp, tft_beam.Context(temp_dir=temp, force_tf_compat_v1=True):
         (outputs, _), _ = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
             _preprocessing_fn, output_record_batches=False)
     return raw, outputs
@@ -123,8 +123,8 @@ def test_a_row_gets_the_same_bucket_alone_or_in_a_batch(taxi_rows):
         row["trip_miles"] = [0.8] if i % 2 else [0.5 + i / 10]
     metadata = dataset_metadata.DatasetMetadata(schema)
     bucket = kinds.bucket_name("trip_miles")
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True,
-                          desired_batch_size=ROWS):
+    with tempfile.TemporaryDirectory() as temp, tft_beam.Context(
+            temp_dir=temp, force_tf_compat_v1=True, desired_batch_size=ROWS):
         transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(_preprocessing_fn)
         buckets = {}
         for size in (1, 16):

@@ -50,8 +50,12 @@ def _model_server_of(pid):
 
 def _kill_when(ready, args, timeout=600, poll_seconds=0.2):
     """Starts a run and SIGKILLs it once `ready(pid)` returns something true; returns that value."""
-    process = subprocess.Popen(cli_command(*args), env=cli_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    # What the killed run cannot clean up (the serving check's temporary copy of the model) stays
+    # beside its output, in pytest's temporary directory, not in /tmp.
+    temp = os.path.join(os.path.dirname(args[args.index("--output-dir") + 1]), "tmp")
+    os.makedirs(temp, exist_ok=True)
+    process = subprocess.Popen(cli_command(*args), env={**cli_env(), "TMPDIR": temp},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
     try:
         while time.time() < deadline:

@@ -63,7 +63,7 @@ def trained(tmp_path_factory):
     frame = tabular_data.reviews(300)
     transform_dir = str(root / "transform")
     metadata = dataset_metadata.DatasetMetadata(_schema())
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=True):
+    with tempfile.TemporaryDirectory() as temp, tft_beam.Context(temp_dir=temp, force_tf_compat_v1=True):
         (rows, _), transform_fn = ((_instances(frame), metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: preprocessing.transform(inputs, spec), output_record_batches=False))
         _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)

@@ -3,6 +3,7 @@
 looked up in a vocabulary file (an asset, as in TF Hub's NNLM modules), other words hash into
 `oov_buckets` extra rows."""
 import os
+import shutil
 import tempfile
 
 import tensorflow as tf
@@ -41,5 +42,5 @@ def build(directory: str, dim: int = DIM, oov_buckets: int = OOV_BUCKETS, seed: 
     module.trainable_variables = [module.embeddings]
     module.regularization_losses = []
     tf.saved_model.save(module, directory)
-    os.remove(vocabulary_file)  # the module holds its own copy (assets/tokens.txt)
+    shutil.rmtree(os.path.dirname(vocabulary_file))  # the module holds its own copy (assets/tokens.txt)
     return directory

@@ -38,5 +38,6 @@ def statistics(directory, fieldnames, rows_by_split):
         io_utils.write_bytes_file(
             os.path.join(artifact_utils.get_split_uri([artifact], split),
                          stats_artifact_utils.BINARY_PB_BASENAME),
-            tfdv.generate_statistics_from_csv(csv_path).SerializeToString())
+            tfdv.generate_statistics_from_csv(
+                csv_path, output_path=csv_path + ".stats.tfrecord").SerializeToString())
     return artifact
