@@ -174,6 +174,9 @@ def _take(tree: Any, index: np.ndarray, rows: int) -> Any:
     raise TypeError(f"cannot take rows of a {type(tree).__name__}")
 
 
+_GROUP = "_project_group"
+
+
 class _SlicedBatches(beam.DoFn):
     """Each batch as one extract per group of its rows that fall in the same slices: the group's
     metric inputs (labels, predictions, weights), its slice keys and its row count."""
@@ -215,8 +218,9 @@ class _SlicedBatches(beam.DoFn):
         except TypeError:
             yield from self._per_example(cut)
             return
-        # A group's first row, as TFMA's split gives it to TFMA's slicer (no slicing features: one group).
-        firsts = util.split_extracts(firsts) if codes else [{}]
+        # Each group's first row, as TFMA's split gives it to TFMA's slicer. The split makes no rows
+        # of a feature that is empty in every row, so the group number makes one per group.
+        firsts = util.split_extracts({**firsts, _GROUP: np.arange(len(groups))})
         for part, first, index in zip(parts, firsts, groups):
             (sliced,) = self._slicer.process(first, self._specs)
             part[constants.SLICE_KEY_TYPES_KEY] = sliced[constants.SLICE_KEY_TYPES_KEY]

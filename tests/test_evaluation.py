@@ -226,20 +226,35 @@ def test_a_batch_is_grouped_by_the_slices_tfma_gives_each_row():
     # pylint: disable=protected-access
     grouped = tfma_extractors._SlicedBatches(config)
     grouped.setup()
+    groups = _same_slices_as_tfmas_own(grouped, batch, rows)
+    assert 1 < len(groups) < rows
+    assert {key for g in groups for key in g["_slice_key_types"]} >= {
+        (), (("hour", 3),), (("hour", 3), ("payment", "Card")), (("tags", "b"),)}
+    # The only slicing feature missing in every row of a batch (TFMA's split makes no row of it):
+    # every row in the overall slice alone.
+    batch["features"] = {"hour": tfma.types.VarLenTensorValue.from_dense_rows(
+        [np.array([], np.int64)] * rows)}
+    assert [g["_slice_key_types"].tolist() for g in _same_slices_as_tfmas_own(grouped, batch, rows)
+            ] == [[()]]
+
+
+def _same_slices_as_tfmas_own(grouped, batch, rows):
+    """The batch's groups, once checked: every row in one group, with the slice keys TFMA's own
+    split and slicing give it."""
     groups = list(grouped.process(dict(batch)))
-    assert 1 < len(groups) < rows and all(tfma_metrics.ROWS_KEY in g for g in groups)
-    expected = list(grouped._per_example(dict(batch)))  # TFMA's own split and slicing
+    assert all(tfma_metrics.ROWS_KEY in g for g in groups)
+    expected = list(grouped._per_example(dict(batch)))  # pylint: disable=protected-access
     seen = []
     for group in groups:
         assert set(group) == {"labels", "predictions", "_slice_key_types", tfma_metrics.ROWS_KEY}
+        assert group[tfma_metrics.ROWS_KEY] == len(group["labels"])
         for label, prediction in zip(group["labels"], group["predictions"]):
             row = next(i for i, e in enumerate(expected) if i not in seen and
                        e["labels"] == label and e["predictions"] == prediction)
             seen.append(row)
             assert set(group["_slice_key_types"]) == set(expected[row]["_slice_key_types"])
     assert sorted(seen) == list(range(rows))
-    assert {key for g in groups for key in g["_slice_key_types"]} >= {
-        (), (("hour", 3),), (("hour", 3), ("payment", "Card")), (("tags", "b"),)}
+    return groups
 
 
 TWO_MODELS = tfma.EvalConfig(model_specs=[
