@@ -2,7 +2,8 @@
 
 - `HistogramCalibration`: TFMA's Calibration, MeanLabel and MeanPrediction from the calibration
   histogram AUC already fills.
-- `Batched`: any TFMA metric, with its per-example accumulators filled a batch at a time.
+- `Batched`: any TFMA metric, with its per-example accumulators filled a batch at a time (and TFMA's
+  mean regression errors merged correctly, `_MergedOnce`).
 
 TFMA 0.47 feeds each of its combiners one (example, slice) at a time, and each combiner unpacks the
 example's label, prediction and weight again in Python (`to_label_prediction_example_weight`, ~50 us a
@@ -28,7 +29,7 @@ import numpy as np
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.contrib.aggregates import binary_confusion_matrices as bcm_aggregates
 from tensorflow_model_analysis.metrics import (binary_confusion_matrices, calibration_histogram,
-                                               example_count, metric_types,
+                                               example_count, mean_regression_error, metric_types,
                                                metric_util)
 from tensorflow_model_analysis.utils import util
 
@@ -232,6 +233,11 @@ def _batched(computation):
     """The computation with a batched combiner, if it is one of TFMA's that _KINDS fill."""
     if not isinstance(computation, metric_types.MetricComputation) or not _standard_inputs(computation):
         return computation
+    # pylint: disable-next=protected-access
+    if isinstance(computation.combiner, mean_regression_error._MeanRegressionErrorCombiner):
+        return metric_types.MetricComputation(keys=computation.keys,
+                                              preprocessors=computation.preprocessors,
+                                              combiner=_MergedOnce(computation.combiner))
     kind = _kind(computation.combiner)
     if kind is None:
         return computation
@@ -359,6 +365,38 @@ class LabelPredictionWeight(metric_types.Preprocessor):
                 extracts, include_labels=not self._weight_only,
                 include_predictions=not self._weight_only)
         yield row
+
+
+class _MergedOnce(beam.CombineFn):
+    """TFMA's mean regression error combiner (MeanAbsoluteError, MeanSquaredError...), with each
+    accumulator merged once: TFMA 0.47's own `merge_accumulators` takes the first accumulator and
+    then merges every accumulator into it, the first included, when Beam hands it a list or tuple,
+    so the first bundle's errors and weights counted twice."""
+
+    def __init__(self, combiner: beam.CombineFn):
+        self._combiner = combiner
+
+    def setup(self, *args, **kwargs):
+        self._combiner.setup(*args, **kwargs)
+
+    def teardown(self, *args, **kwargs):
+        self._combiner.teardown(*args, **kwargs)
+
+    def create_accumulator(self):
+        return self._combiner.create_accumulator()
+
+    def add_input(self, accumulator, element):
+        return self._combiner.add_input(accumulator, element)
+
+    def merge_accumulators(self, accumulators):
+        # An iterator: TFMA's loop then starts after the first, which it took as the result.
+        return self._combiner.merge_accumulators(iter(accumulators))
+
+    def compact(self, accumulator):
+        return self._combiner.compact(accumulator)
+
+    def extract_output(self, accumulator):
+        return self._combiner.extract_output(accumulator)
 
 
 class _Accumulator:
