@@ -183,8 +183,8 @@ class _SlicedBatches(beam.DoFn):
 
     def __init__(self, eval_config: tfma.EvalConfig):
         self._eval_config = eval_config
-        self._features = slicing_features(eval_config)
-        self._model_names = [spec.name for spec in eval_config.model_specs]
+        self._keep = _KeepForMetrics(slicing_features(eval_config),
+                                     [spec.name for spec in eval_config.model_specs])
 
     def setup(self):
         self._specs = _slice_specs(self._eval_config)
@@ -197,7 +197,7 @@ class _SlicedBatches(beam.DoFn):
             yield from self._slicer.process(extracts, self._specs)
 
     def process(self, batch):
-        (cut,) = _KeepForMetrics(self._features, self._model_names).process(batch)
+        (cut,) = self._keep.process(batch)
         slicing = {key: cut[key] for key in (constants.FEATURES_KEY, constants.TRANSFORMED_FEATURES_KEY)
                    if key in cut}
         inputs = {key: value for key, value in cut.items() if key not in _NOT_METRIC_INPUTS}

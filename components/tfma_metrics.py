@@ -230,7 +230,8 @@ def _kind(combiner) -> Optional[_Kind]:
 
 
 def _batched(computation):
-    """The computation with a batched combiner, if it is one of TFMA's that _KINDS fill."""
+    """The computation with a batched combiner, if it is one of TFMA's that _KINDS fill (TFMA's mean
+    regression errors: merged once, `_MergedOnce`)."""
     if not isinstance(computation, metric_types.MetricComputation) or not _standard_inputs(computation):
         return computation
     # pylint: disable-next=protected-access
@@ -288,26 +289,33 @@ class LabelPredictionWeight(metric_types.Preprocessor):
                               f"{example_weighted}|{self._label_key}|{self._prediction_key}|"
                               f"{weight_only}]")
 
-    def _row(self, extracts) -> Optional[Tuple[float, float, float]]:
-        weight = 1.0
-        if self._example_weighted:
-            weight = _scalar(_lookup(_lookup(extracts.get(constants.EXAMPLE_WEIGHTS_KEY),
-                                             self._model_name), self._output_name))
-            if weight is None or not (math.isfinite(weight) and weight > 0):
-                return None
-        if self._weight_only:
-            return (0.0, 0.0, weight)
+    def _weight(self, extracts) -> Any:
+        return _lookup(_lookup(extracts.get(constants.EXAMPLE_WEIGHTS_KEY), self._model_name),
+                       self._output_name)
+
+    def _label_and_prediction(self, extracts) -> Tuple[Any, Any]:
+        """The model's label and prediction values (one example's, or a group's); a prediction of
+        None when the model or its prediction key has none."""
         label = _lookup(_lookup(_lookup(extracts.get(constants.LABELS_KEY), self._label_key),
                                 self._model_name), self._output_name)
         prediction = extracts.get(constants.PREDICTIONS_KEY)
         if self._model_name:
-            if not isinstance(prediction, Mapping) or self._model_name not in prediction:
-                return None
-            prediction = prediction[self._model_name]
+            prediction = (prediction.get(self._model_name) if isinstance(prediction, Mapping)
+                          else None)
         prediction = _lookup(prediction, self._output_name)
         if isinstance(prediction, Mapping):
             prediction = prediction.get(self._prediction_key) if self._prediction_key else None
-        label, prediction = _scalar(label), _scalar(prediction)
+        return label, prediction
+
+    def _row(self, extracts) -> Optional[Tuple[float, float, float]]:
+        weight = 1.0
+        if self._example_weighted:
+            weight = _scalar(self._weight(extracts))
+            if weight is None or not (math.isfinite(weight) and weight > 0):
+                return None
+        if self._weight_only:
+            return (0.0, 0.0, weight)
+        label, prediction = (_scalar(v) for v in self._label_and_prediction(extracts))
         if label not in (0.0, 1.0) or prediction is None or not math.isfinite(prediction):
             return None
         return (label, prediction, weight)
@@ -323,25 +331,14 @@ class LabelPredictionWeight(metric_types.Preprocessor):
         """`_row` for a group of rows at once: which rows are simple, and theirs (n x 3)."""
         simple, weight = np.ones(rows, bool), np.ones(rows)
         if self._example_weighted:
-            weight = self._column(_lookup(_lookup(extracts.get(constants.EXAMPLE_WEIGHTS_KEY),
-                                                  self._model_name), self._output_name), rows)
+            weight = self._column(self._weight(extracts), rows)
             if weight is None:
                 return np.zeros(rows, bool), np.zeros((0, 3))
             with np.errstate(invalid="ignore"):
                 simple &= np.isfinite(weight) & (weight > 0)
         label = prediction = np.zeros(rows)
         if not self._weight_only:
-            label = self._column(_lookup(_lookup(_lookup(
-                extracts.get(constants.LABELS_KEY), self._label_key), self._model_name),
-                self._output_name), rows)
-            prediction = extracts.get(constants.PREDICTIONS_KEY)
-            if self._model_name:
-                prediction = (prediction.get(self._model_name) if isinstance(prediction, Mapping)
-                              else None)
-            prediction = _lookup(prediction, self._output_name)
-            if isinstance(prediction, Mapping):
-                prediction = prediction.get(self._prediction_key) if self._prediction_key else None
-            prediction = self._column(prediction, rows)
+            label, prediction = (self._column(v, rows) for v in self._label_and_prediction(extracts))
             if label is None or prediction is None:
                 return np.zeros(rows, bool), np.zeros((0, 3))
             simple &= ((label == 0.0) | (label == 1.0)) & np.isfinite(prediction)
@@ -431,10 +428,7 @@ class _BatchedCombiner(beam.CombineFn):
             accumulator.rows.append(element)
             accumulator.pending += 1
         elif isinstance(element, np.ndarray):  # a group's rows (LabelPredictionWeight._block)
-            if accumulator.rows:
-                accumulator.blocks.append(np.array(accumulator.rows, np.float64))
-                accumulator.rows = []
-            accumulator.blocks.append(element)
+            accumulator.blocks += self._rows_as_block(accumulator) + [element]
             accumulator.pending += len(element)
         else:
             if accumulator.tfma is None:
@@ -445,9 +439,14 @@ class _BatchedCombiner(beam.CombineFn):
             self._flush(accumulator)
         return accumulator
 
+    @staticmethod
+    def _rows_as_block(accumulator: _Accumulator) -> List[np.ndarray]:
+        """The buffered single rows as one block (none if none), taken out of the buffer."""
+        rows, accumulator.rows = accumulator.rows, []
+        return [np.array(rows, np.float64)] if rows else []
+
     def _flush(self, accumulator: _Accumulator) -> _Accumulator:
-        if accumulator.rows:
-            accumulator.blocks.append(np.array(accumulator.rows, np.float64))
+        accumulator.blocks += self._rows_as_block(accumulator)
         if accumulator.blocks:
             self._kind.add(self._combiner, accumulator.state, np.concatenate(accumulator.blocks))
         accumulator.rows, accumulator.blocks, accumulator.pending = [], [], 0

@@ -60,6 +60,22 @@ def cli_env():
     return env
 
 
+def close(a, b, rel, path="") -> bool:
+    """a == b for nested dicts and lists, numbers to a relative `rel` (protobuf's JSON writes NaN as
+    a string: equal); asserts with the path of the first difference."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert set(a) == set(b), (path, set(a) ^ set(b))
+        return all(close(a[k], b[k], rel, f"{path}/{k}") for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), path
+        return all(close(x, y, rel, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b)))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        assert a == pytest.approx(b, rel=rel, abs=1e-12, nan_ok=True), path
+        return True
+    assert a == b, (path, a, b)
+    return True
+
+
 def run_cli(*args, timeout=900):
     """`python -m pipeline run ARGS` in a fresh process, as a user runs it."""
     return subprocess.run(cli_command(*args), capture_output=True, text=True, env=cli_env(),

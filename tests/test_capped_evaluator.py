@@ -21,7 +21,7 @@ from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config
 from pipeline.run_summary import RunSummary
 from pipeline.summary_view import render
-from tests.conftest import EXECUTOR_BEAM_ARGS, write_csv
+from tests.conftest import EXECUTOR_BEAM_ARGS, close, write_csv
 from tests.test_arrow_example_gen import ONE_INPUT, records, run
 
 PIPELINE_SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
@@ -149,22 +149,7 @@ def test_the_evaluators_extractors_change_no_result(examples, saved_model_dir, t
         tfxs = _results(_evaluate(evaluator_executor.Executor, examples, saved_model_dir,
                                   tmp_path / "tfx", baseline=True).uri)
     assert len(ours["metrics"]) > 10 and len(ours["plots"]) == len(ours["metrics"])  # the slices
-    assert _close(ours, tfxs)
-
-
-def _close(a, b, path="") -> bool:
-    """a == b, numbers to a relative 1e-9 (protobuf's JSON writes NaN as a string: equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        assert set(a) == set(b), (path, set(a) ^ set(b))
-        return all(_close(a[k], b[k], f"{path}/{k}") for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), path
-        return all(_close(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b)))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        assert a == pytest.approx(b, rel=1e-9, abs=1e-12, nan_ok=True), path
-        return True
-    assert a == b, (path, a, b)
-    return True
+    assert close(ours, tfxs, rel=1e-9)
 
 
 def test_the_run_summary_states_the_sample(tmp_path):

@@ -21,7 +21,7 @@ from components import tfma_extractors, tfma_metrics
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config, metric_class
 from pipeline.summary_view import METRIC_COLUMNS
-from tests.conftest import task_spec
+from tests.conftest import close, task_spec
 
 BINARY = eval_config(PipelineConfig())
 
@@ -211,27 +211,12 @@ def test_rows_grouped_by_their_slices_give_tfmas_own_metrics(tmp_path):
                 (slice_key, name)
     assert our_plots.keys() == tfma_plots.keys()
     for key, plot in tfma_plots.items():  # float sums added in another order
-        _close(json_format.MessageToDict(plot_pb(our_plots[key])),
-               json_format.MessageToDict(plot_pb(plot)))
+        assert close(json_format.MessageToDict(plot_pb(our_plots[key])),
+                     json_format.MessageToDict(plot_pb(plot)), rel=1e-12)
 
 
 def plot_pb(serialized):
     return metrics_for_slice_pb2.PlotsForSlice.FromString(serialized)
-
-
-def _close(a, b, path=""):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for key in a:
-            _close(a[key], b[key], f"{path}/{key}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, (int, float)) and not isinstance(a, bool):
-        assert a == pytest.approx(b, rel=1e-12, abs=1e-12, nan_ok=True), path
-    else:
-        assert a == b, path
 
 
 def test_a_batch_is_grouped_by_the_slices_tfma_gives_each_row():
