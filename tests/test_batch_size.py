@@ -210,8 +210,10 @@ def _read(file_pattern, schema_path, rows=0):
 
 
 def _rows(batches):
-    """Every row of the batches, by its raw record: a multiset the batching and file order leave."""
-    return sorted(json.dumps(row, sort_keys=True, default=repr)
+    """Every row of the batches, by its raw record: a multiset the batching and file order leave. A
+    row without values as [], where tfx_bsl's decoder may say null (components/example_parser.py)."""
+    return sorted(json.dumps({key: [] if value is None else value for key, value in row.items()},
+                             sort_keys=True, default=repr)
                   for batch in batches for row in pa.Table.from_batches([batch]).to_pylist())
 
 
