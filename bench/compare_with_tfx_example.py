@@ -1,6 +1,7 @@
 """Our pipeline vs TFX's taxi_pipeline_native_keras example, side by side, on the same taxi data.
 
     .venv/bin/python bench/compare_with_tfx_example.py [--pairs N] [--append] [--skip-example-rerun]
+        [--keep]
 
 For each: cold runs (fresh output directory), then a re-run with nothing changed. Prints wall time,
 per-component time (from each run's own MLMD store), peak memory of the whole process tree, the
@@ -8,11 +9,13 @@ evaluation AUC and what was pushed; the ratio of cold wall times. The cold runs 
 theirs, `--pairs` times, and the median of the pairs' ratios is the figure: on a 2-core machine one
 pair's ratio moves by +-0.1 with whatever else runs. Writes bench/results/compare.json; with
 `--append`, this call's pairs and re-runs join the ones already there and the median is over all of
-them (e.g. one pair per call, when the machine is shared between calls).
+them (e.g. one pair per call, when the machine is shared between calls). The runs' output
+directories and logs go to a temporary directory, removed at the end unless `--keep` or a run failed.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -71,8 +74,23 @@ def main():
     parser.add_argument("--append", action="store_true",
                         help="add to the pairs in bench/results/compare.json instead of replacing them")
     parser.add_argument("--skip-example-rerun", action="store_true")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the runs' output directories and logs (printed at the end)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench_compare_")
+    failed = True
+    try:
+        failed = any(r["exit_code"] for r in _compare(args, work))
+    finally:
+        if args.keep or failed:
+            print(f"Runs and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _compare(args, work: str) -> list:
+    """Runs the pairs and the re-runs in `work`, prints and saves the figures; returns this call's
+    runs."""
     results_path = os.path.join(RESULTS, "compare.json")
     earlier = {"runs": [], "cold_ratios": []}
     if args.append and os.path.exists(results_path):
@@ -104,6 +122,7 @@ def main():
     runs.append(rerun)
     if not args.skip_example_rerun:
         runs.append(theirs(f"tfx example: re-run #{pair}, unchanged", pair))
+    this_call = runs
     runs, ratios = earlier["runs"] + runs, earlier["cold_ratios"] + ratios
 
     console = Console(width=140)
@@ -133,6 +152,7 @@ def main():
         json.dump({"runs": runs, "cold_ratio": ratio, "cold_ratios": ratios,
                    "rerun_not_cached": not_cached,
                    "cpu_count": os.cpu_count()}, f, indent=2)
+    return this_call
 
 
 if __name__ == "__main__":
