@@ -7,6 +7,11 @@ import os
 import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # the example's Trainer crashes without it on TF 2.16
+if __name__ == "__main__":
+    # TFX packages the example's user code (wheels, setup.py builds) into temporary directories it never
+    # removes: under the run's output directory, they go with it.
+    os.makedirs(os.path.join(sys.argv[1], "tmp"), exist_ok=True)
+    os.environ["TMPDIR"] = os.path.join(sys.argv[1], "tmp")
 
 from tfx.examples.chicago_taxi_pipeline import taxi_pipeline_native_keras as example  # noqa: E402
 
