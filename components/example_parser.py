@@ -52,12 +52,13 @@ class ParseExamples(beam.DoFn):
     def setup(self):
         self._decoder = (example_coder.ExamplesToRecordBatchDecoder(self._schema) if self._schema
                          else example_coder.ExamplesToRecordBatchDecoder())
-        self._arrow_schema = self._decoder.ArrowSchema() if self._schema else None
-        spec = parse_spec(self._arrow_schema) if self._schema else None
         self._parse = None
-        if spec:
-            self._parse = tf.function(lambda records: tf.io.parse_example(records, spec),
-                                      input_signature=[tf.TensorSpec([None], tf.string)])
+        if self._schema:
+            self._arrow_schema = self._decoder.ArrowSchema()
+            spec = parse_spec(self._arrow_schema)
+            if spec:
+                self._parse = tf.function(lambda records: tf.io.parse_example(records, spec),
+                                          input_signature=[tf.TensorSpec([None], tf.string)])
 
     def decode(self, records: List[bytes]) -> pa.RecordBatch:
         if self._parse is None:
