@@ -5,8 +5,8 @@ TFMA scores every example of the eval split, and its time grows with it (measure
 When the split holds more, the Evaluator scores a sample: the `max_examples` rows with the smallest
 sha256 of their serialized tf.Example, so the same row is in or out of the sample in every run, and
 the candidate and its baseline are judged on the same rows. The sample is written to the executor's
-temporary directory (two streaming passes over the split; memory: 9 bytes per eval row) and TFX's
-executor evaluates it. The evaluation artifact records how many examples were scored of how many
+temporary directory (one streaming pass over the split; memory: at most twice the sample's rows) and
+TFX's executor evaluates it. The evaluation artifact records how many examples were scored of how many
 (`EVALUATED_KEY`, `SPLIT_EXAMPLES_KEY`), which the run summary states when the cap applied.
 TFMA reads the examples `batch_size` rows at a time (components/batch_size.py; 0: tfx_bsl's adaptive
 batches), with the extractors of components/tfma_extractors.py.
@@ -57,26 +57,41 @@ def _keys(records: np.ndarray) -> np.ndarray:
 
 
 def sample_split(split_uri: str, output_uri: str, max_examples: int) -> Tuple[int, int]:
-    """Writes to `output_uri` the split's `max_examples` rows of smallest sample key, if it has more;
-    returns (rows written, rows in the split); (rows, rows) without writing anything otherwise."""
-    keys_ = np.concatenate([_keys(batch) for batch in _split_batches(split_uri)] or
-                           [np.zeros(0, np.uint64)])
-    if len(keys_) <= max_examples:
-        return len(keys_), len(keys_)
-    threshold = np.partition(keys_, max_examples - 1)[max_examples - 1]
-    # Rows below the threshold, then rows at it (equal keys: equal rows) until the cap.
-    chosen = keys_ < threshold
-    at_threshold = np.flatnonzero(keys_ == threshold)
-    chosen[at_threshold[:max_examples - int(chosen.sum())]] = True
+    """Writes to `output_uri` the split's `max_examples` rows of smallest sample key (equal keys:
+    equal rows, the earlier first), in the split's order, if it has more; returns (rows written,
+    rows in the split); (rows, rows) without writing anything otherwise.
+
+    One pass: the rows that can still make the sample are kept, pruned back to `max_examples`
+    whenever they reach twice that (memory: at most 2 x max_examples rows, whatever the split's size).
+    """
+    chunks: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (keys, positions, records)
+    kept, threshold, rows = 0, None, 0  # threshold: the sample's largest key so far, once full
+
+    def smallest() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        keys_, positions, records = (np.concatenate(column) for column in zip(*chunks))
+        order = np.lexsort((positions, keys_))[:max_examples]
+        return keys_[order], positions[order], records[order]
+
+    for batch in _split_batches(split_uri):
+        keys_, positions = _keys(batch), np.arange(rows, rows + len(batch))
+        rows += len(batch)
+        if threshold is not None:
+            candidate = keys_ <= threshold
+            keys_, positions, batch = keys_[candidate], positions[candidate], batch[candidate]
+        chunks.append((keys_, positions, batch.astype(object)))
+        kept += len(keys_)
+        if kept >= 2 * max_examples:
+            chunks = [smallest()]
+            kept, threshold = max_examples, chunks[0][0][-1]
+    if rows <= max_examples:
+        return rows, rows
+    _, positions, records = smallest()
     fileio.makedirs(output_uri)
     # Uncompressed: a temporary file, read once, by the Evaluator alone.
     with tf.io.TFRecordWriter(os.path.join(output_uri, "data_tfrecord-00000-of-00001")) as writer:
-        start = 0
-        for batch in _split_batches(split_uri):  # the same rows in the same order: keys_ in step
-            for record in batch[chosen[start:start + len(batch)]]:
-                writer.write(record)
-            start += len(batch)
-    return int(chosen.sum()), len(keys_)
+        for record in records[np.argsort(positions)]:
+            writer.write(record)
+    return max_examples, rows
 
 
 def _copy_split(split_uri: str, output_uri: str) -> None:

@@ -81,6 +81,19 @@ def test_the_sample_is_the_rows_of_smallest_hash_whatever_the_files(examples, tm
     assert sorted(_sample(str(tmp_path / "again"))) == sorted(sample)
 
 
+def test_the_sample_keeps_the_split_order_when_pruned_in_small_batches(examples, tmp_path, monkeypatch):
+    """Batches far smaller than the cap: the kept rows are pruned many times on the way."""
+    monkeypatch.setattr(capped_evaluator, "_READ_BATCH", 7)
+    split = os.path.join(examples.uri, "Split-eval")
+    eval_rows = _sample(split)  # in the split's order: its files sorted, each file's rows in turn
+    for cap in (1, 10, 37):
+        assert capped_evaluator.sample_split(split, str(tmp_path / str(cap)), cap) == (
+            cap, len(eval_rows))
+        first = sorted(range(len(eval_rows)),
+                       key=lambda i: (hashlib.sha256(eval_rows[i]).digest()[:8], i))[:cap]
+        assert _sample(str(tmp_path / str(cap))) == [eval_rows[i] for i in sorted(first)]
+
+
 def test_a_split_under_the_cap_is_counted_and_not_copied(examples, tmp_path):
     eval_rows = records(examples, "eval")
     assert capped_evaluator.sample_split(os.path.join(examples.uri, "Split-eval"),
