@@ -18,7 +18,11 @@ run). Prints {component: seconds} as JSON; each time includes loading what the c
   combining left out), and every transformed example encoded by tfx_bsl and written gzipped, as
   Transform writes its output.
 - Evaluator: the run's model's serving signature on as many eval examples as the Evaluator scored
-  (at most --max-eval-examples, components/capped_evaluator.py).
+  (at most --max-eval-examples, components/capped_evaluator.py). "Evaluator (sampling, labels,
+  slices and metrics)": also every eval example read once (as a sample fixed by the rows' content
+  must), the labels from the model's transform_features, the slices' values, and TFMA's metric
+  computations of the run's eval config on each slice's rows, handed over as one block
+  (`evaluation_whole`).
 - Trainer, two limits for as many steps as its epochs took (from its training record):
   "Trainer (tf.data read)": a pure tf.data read of the transformed training records (gzipped
   TFRecords, batched, parsed with the transformed feature spec), at the rate it reaches over up to
@@ -215,6 +219,63 @@ def evaluation(examples_uri: str, model_uri: str, rows: Optional[int]) -> float:
     return time.perf_counter() - started
 
 
+def evaluation_whole(examples_uri: str, model_uri: str, transform_graph_uri: str, rows: Optional[int],
+                     config: PipelineConfig) -> Optional[float]:
+    """The Evaluator's whole work, none of it in Beam: every eval example read once (a sample fixed
+    by each row's content has to see them all), the model's serving signature and its
+    transform_features (the label) on the first `rows` of them, their slices, and TFMA's metric
+    computations of the run's eval config on each slice (the batched ones, handed each slice's
+    rows as one block; then the derived metrics and plots). None when a metric is not batched."""
+    # pylint: disable=import-outside-toplevel
+    import tensorflow_transform as tft
+    from tensorflow_model_analysis.evaluators import metrics_plots_and_validations_evaluator
+    from tensorflow_model_analysis.metrics import metric_specs
+    from tfx.utils import path_utils
+
+    from components import tfma_metrics
+    from pipeline.evaluation import eval_config
+
+    spec, tfma_config = config.spec, eval_config(config)
+    # pylint: disable-next=protected-access
+    combined, derived, *_ = metrics_plots_and_validations_evaluator._filter_and_separate_computations(
+        metric_specs.to_computations(tfma_config.metrics_specs, eval_config=tfma_config))
+    # pylint: disable-next=protected-access
+    if not all(isinstance(c.combiner, tfma_metrics._BatchedCombiner) for c in combined):
+        return None
+    raw_spec = tft.TFTransformOutput(transform_graph_uri).raw_feature_spec()
+    slice_spec = {column: tf.io.VarLenFeature(raw_spec[column].dtype) for column in spec.slices}
+
+    started = time.perf_counter()
+    for computation in combined:
+        computation.combiner.setup()
+    sample = []
+    for batch in _examples(examples_uri, ("eval",)).as_numpy_iterator():
+        if rows is None or len(sample) < rows:
+            sample.extend(batch[:None if rows is None else rows - len(sample)])
+    model = tf.saved_model.load(path_utils.serving_model_path(model_uri))
+    serve, transform = (model.signatures[name] for name in ("serving_default", "transform_features"))
+    columns = {"label": [], "prediction": [], **{column: [] for column in spec.slices}}
+    for start in range(0, len(sample), BATCH_ROWS):
+        batch = tf.constant(sample[start:start + BATCH_ROWS])
+        columns["prediction"].append(serve(examples=batch)[spec.task.prediction_key].numpy())
+        columns["label"].append(transform(examples=batch)[spec.transformed_label].numpy())
+        for column, values in tf.io.parse_example(batch, slice_spec).items():
+            columns[column].append(tf.sparse.to_dense(values).numpy()[:, 0])
+    columns = {name: np.concatenate(parts).reshape(len(sample)) for name, parts in columns.items()}
+    block = np.stack([columns["label"], columns["prediction"], np.ones(len(sample))], axis=1)
+    slices = [np.ones(len(sample), bool)] + [columns[column] == value for column in spec.slices
+                                             for value in np.unique(columns[column])]
+    for rows_in_slice in slices:
+        metrics = {}
+        for computation in combined:
+            accumulator = computation.combiner.create_accumulator()
+            computation.combiner.add_input(accumulator, block[rows_in_slice])
+            metrics.update(computation.combiner.extract_output(accumulator))
+        for computation in derived:
+            metrics.update(computation.result(metrics))
+    return time.perf_counter() - started
+
+
 def training_read(transformed_uri: str, transform_graph_uri: str, history: dict,
                   batch_size: int) -> float:
     """Seconds a pure tf.data read takes for the examples the Trainer's epochs went through."""
@@ -284,7 +345,11 @@ def measure(data_root: str, output_dir: str) -> Dict[str, float]:
     graph = _latest(store, "TransformGraph")
     limits["Transform"] = transform(examples, graph)
     limits["Transform (analysis pass and writing)"] = transform_whole(examples, graph)
-    limits["Evaluator"] = evaluation(examples, _latest(store, "Model"), _evaluated_rows(store))
+    model, evaluated = _latest(store, "Model"), _evaluated_rows(store)
+    limits["Evaluator"] = evaluation(examples, model, evaluated)
+    whole = evaluation_whole(examples, model, graph, evaluated, PipelineConfig(output_dir=output_dir))
+    if whole is not None:
+        limits["Evaluator (sampling, labels, slices and metrics)"] = whole
     history_path = os.path.join(_latest(store, "ModelRun"), HISTORY_FILE)
     if os.path.exists(history_path):
         with open(history_path, encoding="utf-8") as f:

@@ -1,13 +1,14 @@
 """Re-runs one component's executor of a finished pipeline run, alone, timed (and profiled).
 
     .venv/bin/python -m bench.rerun_executor --output-dir RUN --node Transform [--executor MODULE:CLASS]
-        [--set key=json ...] [--profile N] [--out DIR]
+        [--set key=json ...] [--input KEY=NODE:OUTPUT ...] [--profile N] [--out DIR]
 
 Reads the node's last execution from the run's ML Metadata (its input artifacts and exec
 properties), runs the executor (the recorded one, or --executor) in-process (a Beam one on Beam's
 in_memory DirectRunner, with the project's Beam speed fixes as every pipeline run has them,
 pipeline/beam_tuning.py) into fresh output artifacts under --out, and prints the seconds as JSON.
---set overrides an exec property (a JSON value); --drop-output leaves an output out (as the
+--set overrides an exec property (a JSON value); --input adds an input (another node's output in
+the same run); --drop-output leaves an output out (as the
 component does when that output is disabled); --profile N prints the N slowest functions by
 cumulative time.
 The README's batch-size figures (section "Scale") ran TFX's own executors
@@ -105,6 +106,9 @@ def main(argv=None):
     parser.add_argument("--node", required=True, choices=sorted(EXECUTORS))
     parser.add_argument("--executor", help="MODULE:CLASS (default: the pipeline's)")
     parser.add_argument("--set", action="append", default=[], help="exec property key=JSON value")
+    parser.add_argument("--input", action="append", default=[],
+                        help="KEY=NODE:OUTPUT: also an input KEY, that node's OUTPUT in the same run "
+                             "(an input the recorded run did not have)")
     parser.add_argument("--beam-arg", action="append", default=[])
     parser.add_argument("--tfxio-batch", default="",
                         help="for measuring only: every TFXIO source's batch size (N, or 'bytes')")
@@ -116,6 +120,11 @@ def main(argv=None):
     beam_tuning.install()
     inputs, outputs, properties = recorded(args.output_dir, args.node)
     outputs = {key: value for key, value in outputs.items() if key not in args.drop_output}
+    for item in args.input:
+        key, source = item.split("=", 1)
+        node, output = source.split(":")
+        artifact_type, artifact = recorded(args.output_dir, node)[1][output]
+        inputs[key] = [artifact_utils.deserialize_artifact(artifact_type, artifact)]
     for item in args.set:
         key, value = item.split("=", 1)
         properties[key] = json.loads(value)

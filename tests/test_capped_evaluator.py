@@ -3,10 +3,12 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 
 import ml_metadata as mlmd
 import pytest
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 from ml_metadata.proto import metadata_store_pb2
 from google.protobuf import json_format
 from rich.console import Console
@@ -21,7 +23,7 @@ from pipeline.config import PipelineConfig
 from pipeline.evaluation import eval_config
 from pipeline.run_summary import RunSummary
 from pipeline.summary_view import render
-from tests.conftest import EXECUTOR_BEAM_ARGS, close, write_csv
+from tests.conftest import EXECUTOR_BEAM_ARGS, TAXI_SPEC, close, write_csv
 from tests.test_arrow_example_gen import ONE_INPUT, records, run
 
 PIPELINE_SPLITS = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
@@ -102,8 +104,11 @@ def test_a_split_under_the_cap_is_counted_and_not_copied(examples, tmp_path):
     assert not os.path.exists(tmp_path / "sample")
 
 
-def _evaluate(executor_class, examples, saved_model_dir, tmp_path, baseline=False, **properties):
-    """Runs the Evaluator executor on the examples and the SavedModel (also as the baseline)."""
+def _evaluate(executor_class, examples, saved_model_dir, tmp_path, baseline=False, model_type=None,
+              curated_schema=False, **properties):
+    """Runs the Evaluator executor on the examples and the SavedModel (also as the baseline), with
+    the pipeline's eval config (its model type replaced by `model_type`, "" for none), and the
+    taxi's curated schema if `curated_schema`."""
     model = standard_artifacts.Model()
     model.uri = str(tmp_path / "model")
     os.makedirs(model.uri, exist_ok=True)
@@ -116,9 +121,17 @@ def _evaluate(executor_class, examples, saved_model_dir, tmp_path, baseline=Fals
     inputs = {"examples": [_through_metadata(examples, tmp_path)], "model": [model]}
     if baseline:
         inputs["baseline_model"] = [model]
+    if curated_schema:
+        schema = standard_artifacts.Schema()
+        schema.uri = str(tmp_path / "schema")
+        os.makedirs(schema.uri, exist_ok=True)
+        shutil.copy(TAXI_SPEC.schema_path, schema.uri)
+        inputs[capped_evaluator.CURATED_SCHEMA_KEY] = [schema]
+    config = eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))
+    if model_type is not None:
+        config.model_specs[0].model_type = model_type
     executor.Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]},
-                {"eval_config": proto_utils.proto_to_json(
-                    eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))),
+                {"eval_config": proto_utils.proto_to_json(config),
                  "example_splits": "null", **properties})
     return evaluation
 
@@ -152,17 +165,42 @@ def _slice(result):
 
 
 def test_the_evaluators_extractors_change_no_result(examples, saved_model_dir, tmp_path):
-    """The batches cut to what the metrics and slices read (components/tfma_extractors.py): the
-    same metrics, plots and validation as TFX's own Evaluator, with a baseline (each model's
-    transformed features apart). Both read the same fixed batches (the model's outputs can move in
-    the last bit with the batch's size); float sums may be added in another order."""
+    """The batches cut to what the metrics and slices read (components/tfma_extractors.py), only
+    those features decoded, and the models loaded as plain SavedModels: the same metrics, plots and
+    validation as TFX's own Evaluator given no model type (TFMA then finds the Keras model and
+    loads it as one), with a baseline (each model's transformed features apart). Both read the
+    same fixed batches (the model's outputs can move in the last bit with the batch's size); float
+    sums may be added in another order."""
     ours = _results(_evaluate(capped_evaluator.Executor, examples, saved_model_dir,
-                              tmp_path / "ours", baseline=True, batch_size=64).uri)
+                              tmp_path / "ours", baseline=True, curated_schema=True,
+                              batch_size=64).uri)
     with tfxio_batch_size(64):
         tfxs = _results(_evaluate(evaluator_executor.Executor, examples, saved_model_dir,
-                                  tmp_path / "tfx", baseline=True).uri)
+                                  tmp_path / "tfx", baseline=True, model_type="").uri)
+    from tensorflow_model_analysis.utils import model_util  # pylint: disable=import-outside-toplevel
+    assert model_util.get_model_type(None, saved_model_dir) == "tf_keras"  # what TFX's run loaded
     assert len(ours["metrics"]) > 10 and len(ours["plots"]) == len(ours["metrics"])  # the slices
     assert close(ours, tfxs, rel=1e-9)
+
+
+def test_only_the_features_slices_labels_and_weights_read_are_decoded():
+    schema = tfdv.load_schema_text(TAXI_SPEC.schema_path)
+    config = eval_config(PipelineConfig())
+    decoded = capped_evaluator.decoded_features(schema, config)
+    # The label is the model's transformed one, not a raw feature.
+    assert [f.name for f in decoded.feature] == [f.name for f in schema.feature
+                                                 if f.name in ("payment_type", "trip_start_hour")]
+    config.model_specs[0].example_weight_key = "trip_miles"
+    assert {f.name for f in capped_evaluator.decoded_features(schema, config).feature} == {
+        "payment_type", "trip_start_hour", "trip_miles"}
+    del config.slicing_specs[1:]
+    config.model_specs[0].example_weight_key = ""
+    assert capped_evaluator.decoded_features(schema, config) is None  # none read: all decoded
+    # A metric reading the features (a ranking metric's query): every feature decoded.
+    reads_features = eval_config(PipelineConfig())
+    reads_features.metrics_specs.add(query_key="company").metrics.add(
+        class_name="MinLabelPosition", config='{"label_key": "tips"}')
+    assert capped_evaluator.decoded_features(schema, reads_features) is None
 
 
 def test_the_run_summary_states_the_sample(tmp_path):

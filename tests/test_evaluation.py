@@ -379,10 +379,3 @@ def test_a_cut_batch_slices_as_the_whole_batch_does():
         assert list(sliced_kept["_slice_key_types"]) == list(sliced_whole["_slice_key_types"])
         hours += [key for key in sliced_kept["_slice_key_types"] if key]
     assert sorted(hours) == [(("hour", 30),), (("hour", 40),)]  # the transformed values
-
-
-def test_the_model_type_named_is_the_one_tfma_would_find(saved_model_dir):
-    """TFMA loads a model once more to find its type when the config does not name it."""
-    from tensorflow_model_analysis.utils import model_util  # pylint: disable=import-outside-toplevel
-
-    assert BINARY.model_specs[0].model_type == model_util.get_model_type(None, saved_model_dir)
