@@ -185,9 +185,11 @@ def report_limits(runs: list, console: Console) -> None:
     console.print(f"Goal: every Beam component within {GOAL_LIMIT_RATIO}x of its limit at 1.5M rows. "
                   "Transform has two: its graph on every example (no analysis pass, no writing) "
                   "and that plus the analysis pass's reading and graph and the writing of its "
-                  "output (the analyzers' combining left out); the Trainer has two, for "
-                  "the steps its epochs took: a pure tf.data read of its records (no model) and its "
-                  "model fed its batches from memory (no input pipeline).")
+                  "output (the analyzers' combining left out); the Evaluator has two: its model's "
+                  "signature on its sample, and that plus reading every eval row once for the "
+                  "sample, the labels, the slices and TFMA's metrics per slice; the Trainer has two, "
+                  "for the steps its epochs took: a pure tf.data read of its records (no model) and "
+                  "its model fed its batches from memory (no input pipeline).")
 
 
 def main(argv=None):
