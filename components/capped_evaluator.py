@@ -132,15 +132,14 @@ class Executor(evaluator_executor.Executor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         exec_properties, input_dict = dict(exec_properties), dict(input_dict)
-        schema = None
+        decode_only = None
         if input_dict.get(CURATED_SCHEMA_KEY):
-            schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
-                artifact_utils.get_single_uri(input_dict[CURATED_SCHEMA_KEY])))
+            decode_only = decoded_features(
+                io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(
+                    artifact_utils.get_single_uri(input_dict[CURATED_SCHEMA_KEY]))),
+                proto_utils.json_to_proto(exec_properties[keys.EVAL_CONFIG_KEY], tfma.EvalConfig()))
         input_dict.pop(CURATED_SCHEMA_KEY, None)
-        eval_config = tfma.EvalConfig()
-        proto_utils.json_to_proto(exec_properties[keys.EVAL_CONFIG_KEY], eval_config)
-        with tfxio_batch_size(exec_properties.pop(BATCH_SIZE_KEY, None) or 0,
-                              decoded_features(schema, eval_config) if schema else None):
+        with tfxio_batch_size(exec_properties.pop(BATCH_SIZE_KEY, None) or 0, decode_only):
             self._evaluate(input_dict, output_dict, exec_properties)
 
     def _evaluate(self, input_dict: Dict[str, List[types.Artifact]],
