@@ -2,7 +2,6 @@
 the RecordBatches each one reads, counted by tfx_bsl's own telemetry, hold that many rows."""
 import json
 import os
-import shutil
 
 import apache_beam as beam
 import pyarrow as pa
@@ -24,7 +23,7 @@ from pipeline.evaluation import eval_config
 from pipeline.pipeline import PREPROCESSING_FN, create_pipeline
 from tests.conftest import EXECUTOR_BEAM_ARGS, TAXI_SPEC, write_csv
 from tests.test_arrow_example_gen import ONE_INPUT, records, run
-from tests.test_capped_evaluator import PIPELINE_SPLITS
+from tests.test_capped_evaluator import PIPELINE_SPLITS, taxi_schema_artifact
 
 ROWS = 300  # per batch, in these tests: well under the 1,500 rows, and above tfx_bsl's adaptive 1..1,000
 
@@ -41,11 +40,8 @@ def examples(tmp_path_factory, taxi_rows):
 
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory):
-    """The taxi spec's curated schema, alone in its artifact's directory as TFX wants it."""
-    artifact = standard_artifacts.Schema()
-    artifact.uri = str(tmp_path_factory.mktemp("schema"))
-    shutil.copy(TAXI_SPEC.schema_path, artifact.uri)
-    return artifact
+    """The taxi spec's curated schema as a Schema artifact."""
+    return taxi_schema_artifact(str(tmp_path_factory.mktemp("schema")))
 
 
 def recording(executor):

@@ -104,6 +104,15 @@ def test_a_split_under_the_cap_is_counted_and_not_copied(examples, tmp_path):
     assert not os.path.exists(tmp_path / "sample")
 
 
+def taxi_schema_artifact(uri):
+    """The taxi spec's curated schema, alone in its artifact's directory `uri` as TFX wants it."""
+    artifact = standard_artifacts.Schema()
+    artifact.uri = uri
+    os.makedirs(uri, exist_ok=True)
+    shutil.copy(TAXI_SPEC.schema_path, uri)
+    return artifact
+
+
 def _evaluate(executor_class, examples, saved_model_dir, tmp_path, baseline=False, model_type=None,
               curated_schema=False, **properties):
     """Runs the Evaluator executor on the examples and the SavedModel (also as the baseline), with
@@ -122,11 +131,7 @@ def _evaluate(executor_class, examples, saved_model_dir, tmp_path, baseline=Fals
     if baseline:
         inputs["baseline_model"] = [model]
     if curated_schema:
-        schema = standard_artifacts.Schema()
-        schema.uri = str(tmp_path / "schema")
-        os.makedirs(schema.uri, exist_ok=True)
-        shutil.copy(TAXI_SPEC.schema_path, schema.uri)
-        inputs[capped_evaluator.CURATED_SCHEMA_KEY] = [schema]
+        inputs[capped_evaluator.CURATED_SCHEMA_KEY] = [taxi_schema_artifact(str(tmp_path / "schema"))]
     config = eval_config(PipelineConfig(output_dir=str(tmp_path / "out")))
     if model_type is not None:
         config.model_specs[0].model_type = model_type
